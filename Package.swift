@@ -1,0 +1,59 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Layers, top to bottom: pdpipe (CLI) -> Pipeline -> Stages -> Engine -> C system libraries.
+let package = Package(
+    name: "pdpipe",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "pdpipe", targets: ["pdpipe"]),
+        .executable(name: "pdpipe-bench", targets: ["PDBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+    ],
+    targets: [
+        // System libraries (Debian: libopenblas-dev, libpng-dev, zlib1g-dev).
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
+        // Small C helpers the engine needs (cpuid, OpenBLAS kernel selection).
+        .target(name: "CEngineSupport", path: "Sources/CEngineSupport"),
+
+        // Engine: tensors, BLAS backend, layers, U-Net, EDM, data, metrics.
+        .target(
+            name: "Engine",
+            dependencies: ["COpenBLAS", "CPNG", "CEngineSupport"],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+        ),
+        // Stages: one file per stage kind, mapping params + inputs to engine calls.
+        .target(name: "Stages", dependencies: ["Engine"]),
+        // Pipeline: spec, expansion, graph, keys, store, executor, report.
+        .target(
+            name: "Pipeline",
+            dependencies: [
+                "Stages",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        // CLI: argument parsing and printing only.
+        .executableTarget(
+            name: "pdpipe",
+            dependencies: ["Pipeline", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        // Benchmarks (release build): `swift run -c release pdpipe-bench --help`.
+        .executableTarget(
+            name: "PDBench",
+            dependencies: ["Engine", "Stages", "Pipeline", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "bench/PDBench"
+        ),
+
+        .testTarget(name: "EngineTests", dependencies: ["Engine"]),
+        .testTarget(name: "StagesTests", dependencies: ["Stages", "Engine"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Stages"]),
+    ]
+)

@@ -1,0 +1,133 @@
+import Foundation
+
+/// The type a stage field must have; validation reports mismatches with file:line:column.
+public indirect enum ParamType: Sendable, Hashable {
+    case int, double, bool, string, any
+    case list(ParamType)
+    case oneOf([String])
+    /// A map whose keys are free-form (e.g. shell `env`).
+    case map(ParamType)
+
+    public var description: String {
+        switch self {
+        case .int: return "integer"
+        case .double: return "number"
+        case .bool: return "boolean"
+        case .string: return "string"
+        case .any: return "any value"
+        case .list(let t): return "list of \(t.description)"
+        case .oneOf(let options): return "one of " + options.joined(separator: ", ")
+        case .map(let t): return "map of \(t.description)"
+        }
+    }
+}
+
+/// One field a stage kind accepts.
+public struct ParamSpec: Sendable {
+    public var name: String
+    public var type: ParamType
+    /// nil means required.
+    public var defaultValue: ParamValue?
+    public var help: String
+    /// Extra semantic check (range, divisibility); returns a message when invalid.
+    public var check: (@Sendable (ParamValue) -> String?)?
+
+    public init(_ name: String, _ type: ParamType, default defaultValue: ParamValue? = nil,
+                help: String = "", check: (@Sendable (ParamValue) -> String?)? = nil) {
+        self.name = name
+        self.type = type
+        self.defaultValue = defaultValue
+        self.help = help
+        self.check = check
+    }
+}
+
+/// Something a running stage tells the runner: log lines and progress.
+public enum StageEvent: Sendable {
+    case log(String)
+    /// `completed` of `total` units (e.g. kimg); `detail` is free text such as "loss 0.031".
+    case progress(completed: Double, total: Double, unit: String, detail: String)
+}
+
+/// Raised by a stage for a failure the user can act on (missing file, NaN loss at step N).
+public struct StageError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Raised when the run was interrupted (SIGINT); the stage left nothing complete.
+public struct StageCancelled: Error, Sendable { public init() {} }
+
+/// Everything a stage needs to run. Paths are absolute.
+public struct StageContext: Sendable {
+    /// Stage name within its pipeline (e.g. `train`) and matrix cell id (e.g. `train@real_p=0.5`).
+    public var stageName: String
+    public var cellID: String
+    /// The stage key (hex SHA-256).
+    public var key: String
+    /// Resolved fields of the stage, defaults filled in.
+    public var params: [String: ParamValue]
+    /// Output artifact directories of consumed stages, by the consumed stage's name (read-only).
+    public var inputs: [String: URL]
+    /// Empty directory the stage writes its outputs into; the runner hashes and stores it.
+    public var outputDirectory: URL
+    /// Persistent per-key scratch directory (checkpoints); survives interruption, removed on success.
+    public var workDirectory: URL
+    /// Directory the pipeline file lives in; relative paths in params resolve against it.
+    public var projectDirectory: URL
+    /// Number of threads this stage may use.
+    public var threads: Int
+    public var emit: @Sendable (StageEvent) -> Void
+    public var isCancelled: @Sendable () -> Bool
+
+    public init(stageName: String, cellID: String, key: String, params: [String: ParamValue],
+                inputs: [String: URL], outputDirectory: URL, workDirectory: URL, projectDirectory: URL,
+                threads: Int, emit: @escaping @Sendable (StageEvent) -> Void,
+                isCancelled: @escaping @Sendable () -> Bool) {
+        self.stageName = stageName
+        self.cellID = cellID
+        self.key = key
+        self.params = params
+        self.inputs = inputs
+        self.outputDirectory = outputDirectory
+        self.workDirectory = workDirectory
+        self.projectDirectory = projectDirectory
+        self.threads = threads
+        self.emit = emit
+        self.isCancelled = isCancelled
+    }
+
+    /// A path param resolved against the project directory.
+    public func path(_ value: String) -> URL {
+        value.hasPrefix("/") ? URL(fileURLWithPath: value)
+            : projectDirectory.appendingPathComponent(value)
+    }
+}
+
+/// What a finished stage reports besides the files in its output directory.
+public struct StageOutcome: Sendable {
+    /// Scalar metrics (loss, FD, wall seconds...). The runner also stores them as `metrics.json`.
+    public var metrics: [String: Double]
+    public init(metrics: [String: Double] = [:]) { self.metrics = metrics }
+}
+
+/// A built-in stage kind. Kinds are stateless values; `run` does the work.
+public protocol StageKind: Sendable {
+    /// The YAML `kind:` name.
+    var name: String { get }
+    /// Bump when the meaning of outputs changes; part of every key of this kind.
+    var version: Int { get }
+    /// Accepted fields, with types and defaults.
+    var params: [ParamSpec] { get }
+    /// External files/directories the stage reads (their content digests enter the key).
+    func externalPaths(_ params: [String: ParamValue], projectDirectory: URL) -> [URL]
+    /// Checks across fields (e.g. patch sizes that must divide the resolution). Messages name the field.
+    func validate(_ params: [String: ParamValue]) -> [(field: String, message: String)]
+    func run(_ context: StageContext) throws -> StageOutcome
+}
+
+extension StageKind {
+    public func externalPaths(_ params: [String: ParamValue], projectDirectory: URL) -> [URL] { [] }
+    public func validate(_ params: [String: ParamValue]) -> [(field: String, message: String)] { [] }
+}

@@ -1,0 +1,8 @@
+/// The built-in stage kinds, by YAML name. Each kind's file adds itself here.
+public enum StageRegistry {
+    public static let kinds: [any StageKind] = []
+
+    public static func kind(named name: String) -> (any StageKind)? {
+        kinds.first { $0.name == name }
+    }
+}
