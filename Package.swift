@@ -20,13 +20,17 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
         // Small C helpers the engine needs (cpuid, OpenBLAS kernel selection).
-        .target(name: "CEngineSupport", path: "Sources/CEngineSupport"),
+        .target(name: "CEngineSupport", path: "Sources/CEngineSupport", cSettings: [.unsafeFlags(["-O2"])]),
 
         // Engine: tensors, BLAS backend, layers, U-Net, EDM, data, metrics.
         .target(
             name: "Engine",
             dependencies: ["COpenBLAS", "CPNG", "CEngineSupport"],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+            // Numeric code is optimised even in debug builds so the test suite runs in minutes.
+            swiftSettings: [
+                .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
+                .unsafeFlags(["-O"], .when(configuration: .debug)),
+            ]
         ),
         // Stages: one file per stage kind, mapping params + inputs to engine calls.
         .target(name: "Stages", dependencies: ["Engine"]),
