@@ -96,13 +96,18 @@ public struct ShellStage: StageKind {
                 tail.add(line); emit(.log(line))
             }
         }
-        var cancelled = false
+        // Foundation starts the child in its own process group, so a terminal Ctrl-C does not reach it:
+        // forward SIGINT to the whole group, then SIGKILL whatever is left after a grace period.
+        var cancelledAt: Date?
         while finished.wait(timeout: .now() + .milliseconds(100)) == .timedOut {
-            if context.isCancelled() && !cancelled {
-                cancelled = true
-                process.interrupt()
+            if context.isCancelled() && cancelledAt == nil {
+                cancelledAt = Date()
+                kill(-process.processIdentifier, SIGINT)
+            } else if let t = cancelledAt, Date().timeIntervalSince(t) > 3 {
+                kill(-process.processIdentifier, SIGKILL)
             }
         }
+        let cancelled = cancelledAt != nil
         reader.wait()
         if cancelled || context.isCancelled() { throw StageCancelled() }
         guard process.terminationReason == .exit, process.terminationStatus == 0 else {

@@ -10,6 +10,20 @@ struct PDPipe: ParsableCommand {
         version: versionDescription,
         subcommands: [RunCommand.self, StatusCommand.self, WhyCommand.self, DagCommand.self, RunsCommand.self,
                       LogsCommand.self, ReportCommand.self, CacheCommand.self, GCCommand.self])
+
+    /// Like ArgumentParser's main, but usage errors exit 2 (DESIGN.md), not EX_USAGE (64).
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                printError(fullMessage(for: error))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 /// Exit codes (DESIGN.md): 0 ok, 1 a stage failed, 2 bad usage/spec, 3 stale, 130 interrupted.

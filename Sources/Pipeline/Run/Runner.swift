@@ -205,9 +205,10 @@ public final class Runner: @unchecked Sendable {
                         state.lines[id] = line.line
                         if let out = line.output { state.outputs[id] = out } else { state.failed.insert(id) }
                         if line.interrupted { state.interrupted = true }
+                        // Reported before the main loop can see this stage finished and return.
+                        observe(.done(line.line))
                         state.lock.signal()
                         state.lock.unlock()
-                        observe(.done(line.line))
                     }
                 }
             }
