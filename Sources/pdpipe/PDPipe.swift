@@ -49,8 +49,7 @@ struct SpecOptions: ParsableArguments {
     func load() throws -> (Expansion, Store) {
         let expansion: Expansion
         do {
-            let spec = try SpecLoader.load(URL(fileURLWithPath: file), overrides: set)
-            expansion = try Expansion.expand(spec)
+            expansion = try SpecLoader.expansion(URL(fileURLWithPath: file), overrides: set)
         } catch let e as SpecError {
             printError(e.description)
             throw Exit.badSpec

@@ -75,7 +75,7 @@ struct DagCommand: ParsableCommand {
 
     func run() throws {
         let expansion: Expansion
-        do { expansion = try Expansion.expand(try SpecLoader.load(URL(fileURLWithPath: spec.file), overrides: spec.set)) }
+        do { expansion = try SpecLoader.expansion(URL(fileURLWithPath: spec.file), overrides: spec.set) }
         catch let e as SpecError { printError(e.description); throw Exit.badSpec }
         print(dot ? DagRenderer.dot(expansion) : mermaid ? DagRenderer.mermaid(expansion) : DagRenderer.text(expansion), terminator: "")
     }

@@ -38,8 +38,7 @@ final class Fixture: @unchecked Sendable {
     var storeURL: URL { dir.appendingPathComponent(".pdpipe") }
 
     func runner(_ file: String, overrides: [String] = []) throws -> Runner {
-        let spec = try SpecLoader.load(url(file), overrides: overrides)
-        return Runner(expansion: try Expansion.expand(spec), store: try Store(root: storeURL))
+        Runner(expansion: try SpecLoader.expansion(url(file), overrides: overrides), store: try Store(root: storeURL))
     }
 
     @discardableResult

@@ -48,6 +48,15 @@ enum SpecKeys {
 public enum SpecLoader {
     /// `overrides` are `-S key=value` strings (`key=a,b` sweeps).
     public static func load(_ file: URL, overrides: [String] = []) throws -> LoadedSpec {
+        try expansion(file, overrides: overrides).spec
+    }
+
+    /// Loads, validates and expands over the matrix (every field of every cell is checked here).
+    public static func expansion(_ file: URL, overrides: [String] = []) throws -> Expansion {
+        try Expansion.expand(try parse(file, overrides: overrides))
+    }
+
+    static func parse(_ file: URL, overrides: [String]) throws -> LoadedSpec {
         let file = file.standardizedFileURL
         guard FileManager.default.fileExists(atPath: file.path) else {
             throw SpecError(nil, "\(file.path): no such file")
@@ -156,13 +165,10 @@ public enum SpecLoader {
         }
         if !diagnostics.isEmpty { throw SpecError(diagnostics) }
 
-        let spec = LoadedSpec(
+        return LoadedSpec(
             file: file, pipelineFile: pipelineFile, experimentFile: isExperiment ? file : nil,
             projectDirectory: projectRoot(for: file), params: params, stages: stages, matrix: matrix,
             report: report, tables: tables)
-        // Resolve every stage for every cell now so all field errors surface before any work.
-        _ = try Expansion.expand(spec)
-        return spec
     }
 
     /// Nearest ancestor of the file holding `pipelines/` or `.git`; else the file's directory.

@@ -34,6 +34,9 @@ public final class Store: @unchecked Sendable {
         }
         var config = Configuration()
         config.busyMode = .timeout(30)
+        // WAL + synchronous=NORMAL: a power cut may lose the last commits (stages show as missing and
+        // rerun) but never leaves a half-written record; objects are fsynced before they are recorded.
+        config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
         db = try DatabasePool(path: root.appendingPathComponent("pdpipe.sqlite").path, configuration: config)
         try Self.migrator.migrate(db)
     }
