@@ -81,6 +81,8 @@ public final class Runner: @unchecked Sendable {
     public func plan(_ options: RunOptions) throws -> [PlanLine] {
         let selected = try select(options.targets)
         let current = try store.currentKeys(scope: scope)
+        // One read for every cell's current result; other keys are looked up one by one.
+        let known = try store.results(forKeys: Array(Set(current.values)))
         var outputs: [String: String] = [:]
         var willRun = Set<String>()
         var lines: [PlanLine] = []
@@ -96,7 +98,7 @@ public final class Runner: @unchecked Sendable {
             let k = try StageKey.compute(inst, inputDigests: inst.inputs.mapValues { outputs[$0]! },
                                          projectDirectory: projectDirectory, store: store)
             keys[inst.id] = k
-            if let r = try store.result(forKey: k.key),
+            if let r = try known[k.key] ?? store.result(forKey: k.key),
                !Self.matches(inst, options.force),
                FileManager.default.fileExists(atPath: store.objectURL(r.artifact).path) {
                 outputs[inst.id] = r.artifact
@@ -106,7 +108,7 @@ public final class Runner: @unchecked Sendable {
                 pending.append((inst, Self.matches(inst, options.force) ? "forced" : nil))
             }
         }
-        let previous = try store.results(forKeys: Array(Set(current.values)))
+        let previous = known
         for (inst, reason) in pending {
             let k = keys[inst.id]
             if !willRun.contains(inst.id) {
@@ -158,6 +160,7 @@ public final class Runner: @unchecked Sendable {
         let selected = try select(options.targets)
         let runID = try store.beginRun(command: command)
         let current = try store.currentKeys(scope: scope)
+        let known = try store.results(forKeys: Array(Set(current.values)))
         let state = RunState()
         let jobs = max(1, options.jobs)
         let threads = max(1, options.threads / jobs)
@@ -192,10 +195,17 @@ public final class Runner: @unchecked Sendable {
                     let inst = byID[id]!
                     guard inst.inputs.values.allSatisfy({ state.outputs[$0] != nil }) else { continue }
                     remaining.removeAll { $0 == id }
-                    state.running += 1
                     let inputDigests = inst.inputs.mapValues { state.outputs[$0]! }
                     let forced = Self.matches(inst, options.force)
                     let previous = current[id]
+                    // Up-to-date stages are settled inline: a no-op run starts no threads.
+                    if !forced, let previous, let hit = upToDate(inst, inputDigests: inputDigests, previous: known[previous]) {
+                        state.lines[id] = PlanLine(id: id, action: .upToDate, reason: "", key: previous)
+                        state.outputs[id] = hit
+                        observe(.done(state.lines[id]!))
+                        continue
+                    }
+                    state.running += 1
                     Thread.detachNewThread { [self] in
                         let line = self.execute(inst, inputDigests: inputDigests, forced: forced, previousKey: previous,
                                                 runID: runID, logDir: logDir, threads: threads,
@@ -226,9 +236,18 @@ public final class Runner: @unchecked Sendable {
         }
         let lines = selected.compactMap { state.lines[$0.id] }
         state.lock.unlock()
+        try store.noteStages(runID: runID, lines.filter { $0.action == .upToDate }.map { ($0.id, $0.key, "up-to-date", "") })
         let failed = lines.contains { $0.action == .failed }
         try store.finishRun(runID, status: interrupted ? "interrupted" : failed ? "failed" : "ok")
         return RunSummary(runID: runID, lines: lines, interrupted: interrupted)
+    }
+
+    /// The artifact digest when the instance's key is the cell's current key and its object is present.
+    func upToDate(_ inst: StageInstance, inputDigests: [String: String], previous: StoredResult?) -> String? {
+        guard let r = previous,
+              let key = try? StageKey.compute(inst, inputDigests: inputDigests, projectDirectory: projectDirectory, store: store),
+              key.key == r.key, FileManager.default.fileExists(atPath: store.objectURL(r.artifact).path) else { return nil }
+        return r.artifact
     }
 
     struct Executed { var line: PlanLine; var output: String?; var interrupted = false }
@@ -248,7 +267,7 @@ public final class Runner: @unchecked Sendable {
         do {
             if !forced, let hit = try restorable(key.key, verify: previousKey != key.key, observe: observe) {
                 if previousKey == key.key {
-                    try store.noteStage(runID: runID, cellID: id, key: key.key, action: "up-to-date", message: "")
+                    // Noted in the run's final batch write (a no-op run makes one transaction, not one per stage).
                     return Executed(line: PlanLine(id: id, action: .upToDate, reason: "", key: key.key), output: hit.artifact)
                 }
                 try store.markRestored(cellID: id, key: key.key, scope: scope, runID: runID)

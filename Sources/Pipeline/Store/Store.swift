@@ -38,7 +38,9 @@ public final class Store: @unchecked Sendable {
         // rerun) but never leaves a half-written record; objects are fsynced before they are recorded.
         config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
         db = try DatabasePool(path: root.appendingPathComponent("pdpipe.sqlite").path, configuration: config)
-        try Self.migrator.migrate(db)
+        // Read-only commands should not write: migrate only when something is missing.
+        let migrator = Self.migrator
+        if try !db.read({ try migrator.hasCompletedMigrations($0) }) { try migrator.migrate(db) }
     }
 
     static var migrator: DatabaseMigrator {
@@ -130,6 +132,16 @@ public final class Store: @unchecked Sendable {
                            arguments: [scope, cellID, key, now])
             try db.execute(sql: "INSERT OR REPLACE INTO run_stages (run_id, cell_id, key, action, seconds) VALUES (?, ?, ?, 'restored', 0)",
                            arguments: [runID, cellID, key])
+        }
+    }
+
+    public func noteStages(runID: String, _ notes: [(cellID: String, key: String?, action: String, message: String)]) throws {
+        if notes.isEmpty { return }
+        try db.write { db in
+            for n in notes {
+                try db.execute(sql: "INSERT OR REPLACE INTO run_stages (run_id, cell_id, key, action, seconds, message) VALUES (?, ?, ?, ?, 0, ?)",
+                               arguments: [runID, n.cellID, n.key, n.action, n.message])
+            }
         }
     }
 
