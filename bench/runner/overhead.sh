@@ -19,11 +19,21 @@ DVC=${DVC:-$(command -v dvc || true)}
 if [ ! -x "$BIN" ]; then (cd "$ROOT" && swift build -c release --product pdpipe >/dev/null); fi
 
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+trap 'rm -rf "$WORK" "$CPU_LOG"' EXIT
 STAGES=$((N + 1))
 
-# Microseconds taken by a command (output discarded; failure aborts).
-usec() { local s e; s=$(date +%s%N); "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; e=$(date +%s%N); echo $(((e - s) / 1000)); }
+# Microseconds of wall time taken by a command (output discarded; failure aborts). The command's
+# user+sys CPU seconds are appended to $CPU_LOG, so a loaded machine can be told apart from real cost.
+CPU_LOG=$(mktemp)
+usec() {
+  local s e
+  s=$(date +%s%N)
+  /usr/bin/time -f "%U %S" -a -o "$CPU_LOG" "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }
+  e=$(date +%s%N)
+  echo $(((e - s) / 1000))
+}
+# Median CPU seconds of the last $1 commands measured.
+cpu_median() { tail -n "$1" "$CPU_LOG" | awk '{ print $1 + $2 }' | sort -n | awk '{ a[NR] = $1 } END { printf "%.3f", a[int((NR + 1) / 2)] }'; }
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 secs() { awk -v u="$1" 'BEGIN { printf "%.3f", u / 1e6 }'; }
 
@@ -52,23 +62,26 @@ RAW_MED=$(printf '%s\n' "${RAW[@]}" | median)
 
 FIRST=(); STATUS=(); NOOP=()
 for r in $(seq "$REPS"); do rm -rf .pdpipe; FIRST+=("$(usec "$BIN" run pipelines/bench.yaml -j 1)"); done
+CPU_FIRST=$(cpu_median "$REPS")
 for r in $(seq "$REPS"); do STATUS+=("$(usec "$BIN" status pipelines/bench.yaml)"); done
+CPU_STATUS=$(cpu_median "$REPS")
 for r in $(seq "$REPS"); do NOOP+=("$(usec "$BIN" run pipelines/bench.yaml)"); done
+CPU_NOOP=$(cpu_median "$REPS")
 "$BIN" status pipelines/bench.yaml --exit-code >/dev/null || { echo "pipeline not up to date after run" >&2; exit 1; }
 PD_FIRST=$(printf '%s\n' "${FIRST[@]}" | median)
 PD_STATUS=$(printf '%s\n' "${STATUS[@]}" | median)
 PD_NOOP=$(printf '%s\n' "${NOOP[@]}" | median)
 PER_STAGE=$(awk -v f="$PD_FIRST" -v r="$RAW_MED" -v n="$STAGES" 'BEGIN { printf "%.2f", (f - r) / n / 1000 }')
 
-echo "# pdpipe runner overhead, $STAGES shell stages ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores)"
+echo "# pdpipe runner overhead, $STAGES shell stages ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average $(cut -d' ' -f1 /proc/loadavg))"
 echo
-echo "| measurement | pdpipe (s) |"
-echo "|---|---|"
-echo "| first full run (-j 1), median of $REPS | $(secs "$PD_FIRST") |"
-echo "| no-op status, median of $REPS | $(secs "$PD_STATUS") |"
-echo "| no-op run, median of $REPS | $(secs "$PD_NOOP") |"
-echo "| same commands in a plain shell loop | $(secs "$RAW_MED") |"
-echo "| per-stage overhead (first run - shell loop) / $STAGES | ${PER_STAGE} ms |"
+echo "| measurement | pdpipe wall (s) | pdpipe CPU user+sys (s) |"
+echo "|---|---|---|"
+echo "| first full run (-j 1), median of $REPS | $(secs "$PD_FIRST") | $CPU_FIRST |"
+echo "| no-op status, median of $REPS | $(secs "$PD_STATUS") | $CPU_STATUS |"
+echo "| no-op run, median of $REPS | $(secs "$PD_NOOP") | $CPU_NOOP |"
+echo "| same commands in a plain shell loop | $(secs "$RAW_MED") | |"
+echo "| per-stage overhead (first run - shell loop) / $STAGES | ${PER_STAGE} ms | |"
 
 # --- DVC, same pipeline ---------------------------------------------------------------------
 if [ -z "$DVC" ]; then echo; echo "DVC not installed: skipped (pip install dvc)"; exit 0; fi

@@ -95,8 +95,15 @@ public final class Runner: @unchecked Sendable {
                 pending.append((inst, "upstream `\(up.value)` will run"))
                 continue
             }
-            let k = try StageKey.compute(inst, inputDigests: inst.inputs.mapValues { outputs[$0]! },
+            let k: StageKey
+            do {
+                k = try StageKey.compute(inst, inputDigests: inst.inputs.mapValues { outputs[$0]! },
                                          projectDirectory: projectDirectory, store: store)
+            } catch let e as StoreError {
+                willRun.insert(inst.id)
+                pending.append((inst, "cannot compute key: \(e.description)"))
+                continue
+            }
             keys[inst.id] = k
             if let r = try known[k.key] ?? store.result(forKey: k.key),
                !Self.matches(inst, options.force),
