@@ -314,6 +314,9 @@ public final class Runner: @unchecked Sendable {
         }
         if verify, try Digest.tree(url) != r.artifact {
             observe(.warning("object \(r.artifact.prefix(12)) of \(r.cellID) does not match its digest; recomputing"))
+            // Drop the bad object and every result that points at it, so the rerun stores fresh bytes.
+            try? FileManager.default.removeItem(at: url)
+            try store.forgetArtifact(r.artifact)
             return nil
         }
         return r
