@@ -48,7 +48,16 @@ struct WhyCommand: ParsableCommand {
         let (expansion, store) = try spec.load()
         let rows = try catchingSpecErrors { try Runner(expansion: expansion, store: store).explain(stage) }
         for row in rows {
-            guard let key = row.key else { print("\(row.id): RUN — \(row.note)"); continue }
+            guard let key = row.key else { continue }
+            if !row.note.isEmpty {
+                print("\(row.id): \(row.note)")
+                if let old = row.old {
+                    for d in StageKey.diff(old: old.components, new: key.components) {
+                        print("  \(d.name): \(d.old ?? "(absent)") -> \(d.new ?? "(absent)")")
+                    }
+                }
+                continue
+            }
             guard let old = row.old else {
                 print("\(row.id): RUN — never run (key \(key.key.prefix(12)))")
                 for (name, value) in key.components.sorted(by: { $0.key < $1.key }) { print("  \(name): \(value)") }

@@ -104,7 +104,7 @@ final class Console: @unchecked Sendable {
             case .run: say("  done \(line.id) in \(String(format: "%.2f", line.seconds)) s")
             case .restore: say("RESTORE \(line.id)")
             case .upToDate: say("UP-TO-DATE \(line.id)")
-            case .failed: say("FAILED \(line.id): \(line.reason)")
+            case .failed: say(line.reason == "interrupted" ? "INTERRUPTED \(line.id)" : "FAILED \(line.id): \(line.reason)")
             case .skipped: say("SKIPPED \(line.id) (\(line.reason))")
             }
         case .log(let id, let text):

@@ -145,14 +145,16 @@ public final class Runner: @unchecked Sendable {
         var result: [(id: String, key: StageKey?, old: StoredResult?, note: String)] = []
         for inst in selected {
             let old = try current[inst.id].flatMap { try store.result(forKey: $0) }
-            if let up = inst.inputs.values.first(where: { outputs[$0] == nil }) {
+            // An upstream that must run first has no output digest yet: show a placeholder for it.
+            let pending = inst.inputs.values.filter { outputs[$0] == nil }.sorted()
+            let k = try StageKey.compute(inst, inputDigests: inst.inputs.mapValues { outputs[$0] ?? "(after \($0) runs)" },
+                                         projectDirectory: projectDirectory, store: store)
+            if !pending.isEmpty {
                 if Self.matches(inst, [target]) {
-                    result.append((inst.id, nil, old, "upstream `\(up)` must run first; its output digest is not known yet"))
+                    result.append((inst.id, k, old, "RUN: upstream " + pending.map { "`\($0)`" }.joined(separator: ", ") + " must run first"))
                 }
                 continue
             }
-            let k = try StageKey.compute(inst, inputDigests: inst.inputs.mapValues { outputs[$0]! },
-                                         projectDirectory: projectDirectory, store: store)
             if let r = try store.result(forKey: k.key) { outputs[inst.id] = r.artifact }
             if Self.matches(inst, [target]) { result.append((inst.id, k, old, "")) }
         }
