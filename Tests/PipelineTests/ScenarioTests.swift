@@ -144,6 +144,18 @@ import Testing
         #expect(plan["bad"] == .run && plan["noout"] == .run && plan["fine"] == .upToDate)
     }
 
+    @Test func targetsRunOnlyTheirUpstreamClosure() throws {
+        let f = try Fixture()
+        try f.writeScenario()
+        var options = RunOptions()
+        options.targets = ["train@lr=0.2"]
+        let summary = try f.runner("experiments/sweep.yaml").run(options, command: "test", isCancelled: { false }, observe: { _ in })
+        #expect(summary.lines.map(\.id) == ["prep", "train@lr=0.2"])
+        #expect(try f.takeExecutions() == ["prep", "train@lr=0.2"])
+        options.targets = ["evalute"]
+        #expect(throws: SpecError.self) { try f.runner("experiments/sweep.yaml").plan(options) }
+    }
+
     @Test func forceRerunsAStoredStage() throws {
         let f = try Fixture()
         try f.writeScenario()

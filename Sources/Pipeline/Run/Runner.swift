@@ -43,7 +43,7 @@ public struct RunSummary: Sendable {
 }
 
 /// Plans (status/dry run) and executes an expanded experiment against a store.
-public final class Runner: @unchecked Sendable {
+public final class Runner: Sendable {
     public let expansion: Expansion
     public let store: Store
     public let scope: String

@@ -2,7 +2,7 @@ import Foundation
 import Stages
 
 /// One stage in one matrix cell: what the runner keys, schedules and stores.
-public struct StageInstance: @unchecked Sendable {
+public struct StageInstance: Sendable {
     /// Stable cell id: `stage` or `stage@key=value,...` (only the swept keys it reads).
     public var id: String
     public var stage: String
@@ -18,7 +18,7 @@ public struct StageInstance: @unchecked Sendable {
 }
 
 /// The experiment expanded over its matrix, in topological order.
-public struct Expansion: @unchecked Sendable {
+public struct Expansion: Sendable {
     public var spec: LoadedSpec
     public var instances: [StageInstance]
     /// Full matrix cells (every axis), in a stable order; one empty cell when there is no matrix.

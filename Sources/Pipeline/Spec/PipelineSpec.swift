@@ -2,7 +2,7 @@ import Foundation
 import Stages
 
 /// One stage as declared in a pipeline file (before params are resolved).
-public struct StageDecl: @unchecked Sendable {
+public struct StageDecl: Sendable {
     public var name: String
     public var kind: any StageKind
     /// Consumed stages, in declaration order.
@@ -21,7 +21,7 @@ public struct MatrixAxis: Sendable {
 }
 
 /// A pipeline (and optionally the experiment that names it), parsed and validated.
-public struct LoadedSpec: @unchecked Sendable {
+public struct LoadedSpec: Sendable {
     /// The file the user named (experiment or pipeline).
     public var file: URL
     public var pipelineFile: URL

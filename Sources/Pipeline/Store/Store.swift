@@ -16,7 +16,7 @@ public struct StoredResult: Sendable {
 
 /// `.pdpipe/`: SQLite (WAL) for keys, runs and file digests; `objects/<digest>/` for artifacts;
 /// `tmp/` for outputs being written; `work/<key>/` for checkpoints; `locks/`; `logs/<run>/`.
-public final class Store: @unchecked Sendable {
+public final class Store: Sendable {
     public let root: URL
     let db: DatabasePool
 
