@@ -22,7 +22,7 @@ struct StatusCommand: ParsableCommand {
         } else {
             printPlan(lines)
         }
-        if exitCode && lines.contains(where: { $0.action != .upToDate }) { throw Exit.stale }
+        finish(exitCode && lines.contains(where: { $0.action != .upToDate }) ? 3 : 0, keeping: store)
     }
 }
 

@@ -28,7 +28,7 @@ struct RunCommand: ParsableCommand {
         if dryRun {
             let lines = try catchingSpecErrors { try runner.plan(options) }
             printPlan(lines)
-            return
+            finish(0, keeping: store)
         }
         let interrupt = Interrupt.install()
         let console = Console(verbose: verbose)
@@ -42,8 +42,17 @@ struct RunCommand: ParsableCommand {
                       ("skipped", summary.count(.skipped))]
         print(counts.filter { $0.1 > 0 || $0.0 == "ran" }.map { "\($0.1) \($0.0)" }.joined(separator: ", ")
               + (summary.runID.map { " (run \($0))" } ?? ""))
-        if summary.interrupted { printError("interrupted"); throw Exit.interrupted }
-        if summary.failed { throw Exit.stageFailed }
+        if summary.interrupted { printError("interrupted") }
+        finish(summary.interrupted ? 130 : summary.failed ? 1 : 0, keeping: store)
+    }
+}
+
+/// Exits with the store still open: SQLite then skips its checkpoint-on-close (the WAL keeps every
+/// committed transaction and is checkpointed later), which saves ~5-10 ms on no-op commands.
+func finish(_ code: Int32, keeping store: Store) -> Never {
+    withExtendedLifetime(store) {
+        fflush(nil)
+        Foundation.exit(code)
     }
 }
 
