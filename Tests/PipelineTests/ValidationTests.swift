@@ -74,6 +74,12 @@ import Testing
         #expect(q.contains("pipelines/q.yaml:5:11: field `outs` of stage `b` must be list of string, got `/abs`"))
     }
 
+    @Test func kindValidationNamesTheField() throws {
+        let f = try Fixture()
+        try f.write("pipelines/p.yaml", "stages:\n  a:\n    kind: shell\n    cmd: echo\n    outs: [ok.txt, ../escape.txt]\n")
+        #expect(errors(f, "pipelines/p.yaml") == ["pipelines/p.yaml:5:11: stage `a`: out `../escape.txt` must be a relative path inside the working directory"])
+    }
+
     @Test func missingStagesCyclesAndDuplicates() throws {
         let f = try Fixture()
         try f.write("pipelines/missing.yaml", """
