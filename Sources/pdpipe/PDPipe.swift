@@ -26,12 +26,11 @@ struct PDPipe: ParsableCommand {
     }
 }
 
-/// Exit codes (DESIGN.md): 0 ok, 1 a stage failed, 2 bad usage/spec, 3 stale, 130 interrupted.
+/// Exit codes (DESIGN.md): 0 ok, 1 a stage failed, 2 bad usage/spec, 3 stale (`status --exit-code`),
+/// 130 interrupted. `run` and `status` exit through `finish(_:keeping:)` with the numeric code.
 enum Exit {
     static let stageFailed = ExitCode(1)
     static let badSpec = ExitCode(2)
-    static let stale = ExitCode(3)
-    static let interrupted = ExitCode(130)
 }
 
 /// The experiment/pipeline file argument and options shared by commands that read one.
