@@ -120,7 +120,9 @@ import Testing
         // Create the store first so both processes open an existing database.
         #expect(try Self.pdpipe(["status", "pipelines/shared.yaml"], in: f.dir).status == 0)
         let one = try Self.start(["run", "pipelines/shared.yaml"], in: f.dir)
-        usleep(200_000)
+        // Start the second run once the first is inside `a` (holding its lock).
+        let deadline = Date().addingTimeInterval(15)
+        while (try? String(contentsOf: f.counter, encoding: .utf8))?.contains("a") != true && Date() < deadline { usleep(20_000) }
         let two = try Self.start(["run", "pipelines/shared.yaml"], in: f.dir)
         let r1 = Self.finish(one), r2 = Self.finish(two)
         #expect(r1.status == 0 && r2.status == 0)
