@@ -121,3 +121,31 @@ import Testing
         #expect(small.namedParameters().map(\.name) == ["weight", "bias"])
     }
 }
+
+/// The backend splits large batches into image chunks; a batched call must equal the sum of
+/// per-image calls (forward outputs, input gradients, and accumulated weight/bias gradients).
+@Test func conv2dChunkedBatchEqualsPerImage() {
+    var rng = RandomGenerator(seed: 26)
+    let (n, cin, cout, r) = (30, 32, 4, 16)
+    let g = Conv2dShape(batch: n, inChannels: cin, outChannels: cout, height: r, width: r, kernel: 3, padding: 1)
+    #expect(BLASBackend().chunkImages(g) < n)  // several chunks, including a short last one
+    let conv = Conv2d(inChannels: cin, outChannels: cout, kernel: 3, initialization: .init(scale: 1, biasScale: 1), rng: &rng)
+    let x = Tensor(randomNormal: [n, cin, r, r], using: &rng)
+    let dy = Tensor(randomNormal: [n, cout, r, r], using: &rng)
+    let y = conv.forward(x)
+    conv.zeroGrad()
+    let dx = conv.backward(dy)
+    let (dw, db) = (conv.weight.grad, conv.bias!.grad)
+    conv.zeroGrad()
+    var worst: Float = 0
+    for i in 0..<n {
+        let yi = conv.forward(x.batchSlice(i..<i + 1))
+        let dxi = conv.backward(dy.batchSlice(i..<i + 1))
+        worst = max(worst, zip(yi.data, y.batchSlice(i..<i + 1).data).map { abs($0 - $1) }.max()!)
+        worst = max(worst, zip(dxi.data, dx.batchSlice(i..<i + 1).data).map { abs($0 - $1) }.max()!)
+    }
+    #expect(worst < 1e-4)
+    let dwErr = zip(conv.weight.grad.data, dw.data).map { abs($0 - $1) / max(1, abs($1)) }.max()!
+    let dbErr = zip(conv.bias!.grad.data, db.data).map { abs($0 - $1) / max(1, abs($1)) }.max()!
+    #expect(dwErr < 1e-4 && dbErr < 1e-4)
+}

@@ -28,8 +28,28 @@ struct EngineBench: ParsableCommand {
         emit("Date: \(ISO8601DateFormatter().string(from: Date()))  ")
         emit("Timings are medians of \(runs) runs after a warm-up; the machine is shared, so repeat-to-repeat spread is shown.\n")
         emit("```\n" + shell("lscpu | head -20").trimmingCharacters(in: .whitespacesAndNewlines) + "\n```\n")
+        emit("Load at start (`uptime`): \(shell("uptime").trimmingCharacters(in: .whitespacesAndNewlines))\n")
 
-        // 1. sgemm before/after kernel selection.
+        // 1. sgemm per OpenBLAS kernel (switched in-process, measured alternately so load
+        //    changes hit all of them), then before/after the engine's own selection.
+        let libraryCore = BLASKernel.currentCore
+        let candidates = Array(Set(["Prescott", "Haswell", "SkylakeX", libraryCore])).sorted()
+        var perKernel: [String: [Double]] = [:]
+        for _ in 0..<3 {
+            for core in candidates {
+                BLASKernel.switchCore(to: core)
+                perKernel[core, default: []].append(sgemmRates(only: 1)[0].gflops)
+            }
+        }
+        BLASKernel.switchCore(to: nil)
+        emit("## sgemm 1024^3 per OpenBLAS kernel (\(threads) threads; median of 3 alternating rounds)\n")
+        emit("| kernel | GFLOP/s |")
+        emit("|---|---:|")
+        for core in candidates {
+            let xs = perKernel[core]!.sorted()
+            emit("| \(core)\(core == libraryCore ? " (library's choice here)" : "") | \(f1(xs[1])) |")
+        }
+        emit("")
         let before = sgemmRates()
         let report = BLASKernel.configure()
         let after = sgemmRates()
@@ -88,28 +108,37 @@ struct EngineBench: ParsableCommand {
         emit("")
 
         // 3. Reference residual block.
-        if only != nil { return }
+        if only != nil && !(only ?? "").contains("block") { return }
         let (c, r, e) = (128, 16, 512)
         let block = ReferenceBlock(channels: c, embChannels: e, dropout: 0.1, rng: &rng)
         let x = Tensor(randomNormal: [batch, c, r, r], using: &rng)
         let emb = Tensor(randomNormal: [batch, e], using: &rng)
         let dy = Tensor(randomNormal: [batch, c, r, r], using: &rng)
-        var blockTimes: [Double] = []
+        // Ours and PyTorch alternately, three rounds, so both see the same machine load.
+        var blockTimes: [Double] = [], torchTimes: [Double] = [], torchFwd: [Double] = []
+        var torchInfo: [String: Any]? = nil
         for _ in 0..<3 {
-            blockTimes.append(medianSeconds(runs: runs) { _ = block.forward(x, emb: emb); _ = block.backward(dy) })
+            blockTimes.append(medianSeconds(runs: runs) { _ = block.forward(x, emb: emb); _ = block.backward(dy) } * 1e3)
+            if !noTorch, let t = runTorch(["--threads", "\(threads)", "--batch", "\(batch)", "--runs", "\(runs)"]),
+               let ms = t["block_ms"] as? Double, let fwd = t["block_forward_ms"] as? Double {
+                torchTimes.append(ms); torchFwd.append(fwd); torchInfo = t
+            }
         }
-        let ours = blockTimes.sorted()[1] * 1e3
+        let ours = blockTimes.sorted()[1]
         let oursFwd = medianSeconds(runs: runs) { _ = block.forward(x, emb: emb) } * 1e3
         emit("## Reference residual block (GroupNorm-SiLU-Conv3x3-(emb add)-GroupNorm-SiLU-Dropout-Conv3x3 + skip; \(c) ch, \(r)x\(r), batch \(batch), emb \(e))\n")
-        emit("| | forward ms | forward+backward ms |")
-        emit("|---|---:|---:|")
-        emit("| pdpipe engine (\(report.core), \(threads) threads) | \(f2(oursFwd)) | \(f2(ours)) (spread over 3 repeats \(f1(100 * spread(blockTimes))) %) |")
-        if let torch, let t = torch["block_ms"] as? Double, let tf = torch["block_forward_ms"] as? Double {
-            emit("| PyTorch \(torch["torch"] ?? "?") CPU fp32 (\(torch["threads"] ?? "?") threads) | \(f2(tf)) | \(f2(t)) |")
-            emit("\nRatio (ours / PyTorch, forward+backward): \(f2(ours / t)).")
+        emit("Three alternating rounds (ours, PyTorch, ours, ...); each entry is the median over rounds of per-round medians of \(runs) runs.\n")
+        emit("| | forward ms | forward+backward ms | per-round fwd+bwd ms |")
+        emit("|---|---:|---:|---|")
+        emit("| pdpipe engine (\(report.core), \(threads) threads) | \(f2(oursFwd)) | \(f2(ours)) | \(blockTimes.map(f1).joined(separator: ", ")) |")
+        if let torchInfo, torchTimes.count == 3 {
+            let t = torchTimes.sorted()[1]
+            emit("| PyTorch \(torchInfo["torch"] ?? "?") CPU fp32 (\(torchInfo["threads"] ?? "?") threads) | \(f2(torchFwd.sorted()[1])) | \(f2(t)) | \(torchTimes.map(f1).joined(separator: ", ")) |")
+            emit("\nRatio (ours / PyTorch, forward+backward time): \(f2(ours / t)).")
         } else {
-            emit("| PyTorch | skipped (\(noTorch ? "--no-torch" : "torch not importable")) | |")
+            emit("| PyTorch | skipped (\(noTorch ? "--no-torch" : "torch not importable")) | | |")
         }
+        emit("\nLoad at end (`uptime`): \(shell("uptime").trimmingCharacters(in: .whitespacesAndNewlines))")
         try FileManager.default.createDirectory(at: URL(fileURLWithPath: output).deletingLastPathComponent(), withIntermediateDirectories: true)
         try (md.joined(separator: "\n") + "\n").write(toFile: output, atomically: true, encoding: .utf8)
         print("\nwrote \(output)")
@@ -118,8 +147,8 @@ struct EngineBench: ParsableCommand {
     struct Rate { let label: String; let gflops: Double }
 
     /// Square 1024 sgemm plus the GEMM shape of the 128-channel 3x3 conv at 16x16 (batch-wide).
-    func sgemmRates() -> [Rate] {
-        [(1024, 1024, 1024), (128, batch * 256, 1152)].map { (m, n, k) in
+    func sgemmRates(only: Int = 2) -> [Rate] {
+        [(1024, 1024, 1024), (128, batch * 256, 1152)].prefix(only).map { (m, n, k) in
             var rng = RandomGenerator(seed: 2)
             let a = (0..<m * k).map { _ in rng.uniform(-1, 1) }, b = (0..<k * n).map { _ in rng.uniform(-1, 1) }
             var c = [Float](repeating: 0, count: m * n)

@@ -1,10 +1,19 @@
 import COpenBLAS
 
-/// The OpenBLAS backend: convolution as im2col + one large sgemm per layer call
-/// (the whole batch at once, so BLAS sees big, well-shaped products), GroupNorm as
-/// vectorisable loops split over `Engine.parallelFor`.
+/// The OpenBLAS backend: convolution as im2col + sgemm, the batch split across threads with
+/// cache-sized image chunks per GEMM (see below); GroupNorm as vectorisable loops split over
+/// `Engine.parallelFor`.
 public struct BLASBackend: ComputeBackend {
-    public init() {}
+    /// How convolutions use the threads.
+    public enum ConvThreading: Sendable {
+        /// Split the batch across threads, single-threaded BLAS per worker (default).
+        case splitBatch
+        /// One thread drives chunks sequentially; OpenBLAS and the copy loops use all threads.
+        case threadedBLAS
+    }
+    public var convThreading: ConvThreading
+
+    public init(convThreading: ConvThreading = .splitBatch) { self.convThreading = convThreading }
     public var name: String { "openblas" }
 
     public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
@@ -15,23 +24,47 @@ public struct BLASBackend: ComputeBackend {
     }
 
     // MARK: convolution
+    //
+    // The batch is split across the engine's threads (`Engine.splitWork`); each worker runs
+    // single-threaded OpenBLAS on chunks of its images: im2col into a per-thread column buffer
+    // sized to stay in the core's L2, one GEMM per chunk, and the layout change to NCHW. No
+    // synchronisation between BLAS threads, and the columns never leave the core's cache.
+    // With a batch of one image (sampling a single image), BLAS uses all threads instead.
+
+    /// Images per GEMM chunk: a column buffer (K x chunk*P floats) of at most ~1 MB (half the
+    /// L2 of this machine's cores), at least one image.
+    func chunkImages(_ p: Conv2dShape) -> Int {
+        let kk = p.inChannels * p.kernel * p.kernel, plane = p.outHeight * p.outWidth
+        let budget = convThreading == .splitBatch ? 1 << 20 : 8 << 20
+        return min(p.batch, max(1, budget / (4 * kk * plane)))
+    }
+
+    func split(_ count: Int, _ body: (_ worker: Int, _ range: Range<Int>) -> Void) {
+        if convThreading == .splitBatch { Engine.splitWork(count, body) } else { body(0, 0..<count) }
+    }
+    func workers(_ count: Int) -> Int { convThreading == .splitBatch ? Engine.workers(for: count) : 1 }
 
     public func conv2dForward(_ p: Conv2dShape, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                               bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
-        let kk = p.inChannels * p.kernel * p.kernel, np = p.batch * p.outHeight * p.outWidth
-        let col = Scratch.buffer(.col, count: kk * np)
-        im2col(p, x: x, col: col)
-        let out = Scratch.buffer(.gemmOut, count: p.outChannels * np)
-        sgemm(transA: false, transB: false, m: p.outChannels, n: np, k: kk, alpha: 1,
-              a: weight, lda: kk, b: col, ldb: np, beta: 0, c: out, ldc: np)
-        // [Cout, N*P] -> [N, Cout, P], adding the bias on the way.
-        let plane = p.outHeight * p.outWidth, cout = p.outChannels
-        Engine.parallelFor(p.batch * cout, costPerItem: plane) { r in
-            for nc in r {
-                let n = nc / cout, c = nc % cout
-                let b = bias?[c] ?? 0
-                let src = out + c * np + n * plane, dst = y + nc * plane
-                for i in 0..<plane { dst[i] = src[i] + b }
+        let kk = p.inChannels * p.kernel * p.kernel, plane = p.outHeight * p.outWidth, cout = p.outChannels
+        let chunk = chunkImages(p)
+        split(p.batch) { _, mine in
+            let col = Scratch.buffer(.col, count: kk * chunk * plane)
+            let out = Scratch.buffer(.gemmOut, count: cout * chunk * plane)
+            for n0 in stride(from: mine.lowerBound, to: mine.upperBound, by: chunk) {
+                let images = n0..<min(mine.upperBound, n0 + chunk)
+                let np = images.count * plane
+                im2col(p, x: x, images: images, col: col)
+                sgemm(transA: false, transB: false, m: cout, n: np, k: kk, alpha: 1,
+                      a: weight, lda: kk, b: col, ldb: np, beta: 0, c: out, ldc: np)
+                // [Cout, n*P] -> [n, Cout, P], adding the bias on the way.
+                for j in 0..<images.count {
+                    for c in 0..<cout {
+                        let b = bias?[c] ?? 0
+                        let src = out + c * np + j * plane, dst = y + ((n0 + j) * cout + c) * plane
+                        for i in 0..<plane { dst[i] = src[i] + b }
+                    }
+                }
             }
         }
     }
@@ -39,57 +72,79 @@ public struct BLASBackend: ComputeBackend {
     public func conv2dBackward(_ p: Conv2dShape, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
                                dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?) {
-        let kk = p.inChannels * p.kernel * p.kernel, np = p.batch * p.outHeight * p.outWidth
-        let plane = p.outHeight * p.outWidth, cout = p.outChannels
-        // dy [N, Cout, P] -> dyT [Cout, N*P]
-        let dyT = Scratch.buffer(.gemmOut, count: cout * np)
-        Engine.parallelFor(p.batch * cout, costPerItem: plane) { r in
-            for nc in r {
-                let n = nc / cout, c = nc % cout
-                (dyT + c * np + n * plane).update(from: dy + nc * plane, count: plane)
-            }
-        }
+        let kk = p.inChannels * p.kernel * p.kernel, plane = p.outHeight * p.outWidth, cout = p.outChannels
+        let chunk = chunkImages(p)
         if let dBias {
-            for c in 0..<cout {
-                var s: Float = 0
-                let row = dyT + c * np
-                for i in 0..<np { s += row[i] }
-                dBias[c] += s
+            for n in 0..<p.batch {
+                for c in 0..<cout {
+                    var s: Float = 0
+                    let row = dy + (n * cout + c) * plane
+                    for i in 0..<plane { s += row[i] }
+                    dBias[c] += s
+                }
             }
         }
-        // Recompute the columns instead of caching them: memory stays O(input) per layer.
-        let col = Scratch.buffer(.col, count: kk * np)
-        im2col(p, x: x, col: col)
-        sgemm(transA: false, transB: true, m: cout, n: kk, k: np, alpha: 1,
-              a: dyT, lda: np, b: col, ldb: np, beta: 1, c: dWeight, ldc: kk)
-        guard let dx else { return }
-        // dcol = W^T dyT, then scatter-add back to the image (reusing the column buffer).
-        sgemm(transA: true, transB: false, m: kk, n: np, k: cout, alpha: 1,
-              a: weight, lda: kk, b: dyT, ldb: np, beta: 0, c: col, ldc: np)
-        col2im(p, col: col, dx: dx)
+        // Each worker accumulates its images' weight gradient into its own slice; summed below.
+        let workers = workers(p.batch)
+        let partial = UnsafeMutablePointer<Float>.allocate(capacity: workers * cout * kk)
+        defer { partial.deallocate() }
+        partial.update(repeating: 0, count: workers * cout * kk)
+        split(p.batch) { worker, mine in
+            let col = Scratch.buffer(.col, count: kk * chunk * plane)
+            let dyT = Scratch.buffer(.gemmOut, count: cout * chunk * plane)
+            let dW = partial + worker * cout * kk
+            for n0 in stride(from: mine.lowerBound, to: mine.upperBound, by: chunk) {
+                let images = n0..<min(mine.upperBound, n0 + chunk)
+                let np = images.count * plane
+                // dy [n, Cout, P] -> dyT [Cout, n*P]
+                for j in 0..<images.count {
+                    for c in 0..<cout {
+                        (dyT + c * np + j * plane).update(from: dy + ((n0 + j) * cout + c) * plane, count: plane)
+                    }
+                }
+                // Recompute the columns instead of caching them: memory stays O(input) per layer.
+                im2col(p, x: x, images: images, col: col)
+                sgemm(transA: false, transB: true, m: cout, n: kk, k: np, alpha: 1,
+                      a: dyT, lda: np, b: col, ldb: np, beta: 1, c: dW, ldc: kk)
+                guard let dx else { continue }
+                // dcol = W^T dyT, then scatter-add back to the images (reusing the column buffer).
+                sgemm(transA: true, transB: false, m: kk, n: np, k: cout, alpha: 1,
+                      a: weight, lda: kk, b: dyT, ldb: np, beta: 0, c: col, ldc: np)
+                col2im(p, col: col, images: images, dx: dx)
+            }
+        }
+        let total = cout * kk
+        Engine.parallelFor(total, costPerItem: workers) { r in
+            for i in r {
+                var s = dWeight[i]
+                for w in 0..<workers { s += partial[w * total + i] }
+                dWeight[i] = s
+            }
+        }
     }
 
-    /// col[(ci*k + ky)*k + kx, n*P + oy*Wo + ox] = x[n, ci, oy + ky - pad, ox + kx - pad] (0 outside).
-    func im2col(_ p: Conv2dShape, x: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>) {
+    /// col[(ci*k + ky)*k + kx, j*P + oy*Wo + ox] = x[n0 + j, ci, oy + ky - pad, ox + kx - pad] (0 outside),
+    /// for the images n0 + j in `images`.
+    func im2col(_ p: Conv2dShape, x: UnsafePointer<Float>, images: Range<Int>, col: UnsafeMutablePointer<Float>) {
         let (h, w, k, pad) = (p.height, p.width, p.kernel, p.padding)
         let (ho, wo) = (p.outHeight, p.outWidth)
-        let plane = ho * wo, np = p.batch * plane, cin = p.inChannels
-        Engine.parallelFor(cin * k * k, costPerItem: np) { r in
-            for row in r {
+        let plane = ho * wo, np = images.count * plane, cin = p.inChannels
+        for row in 0..<cin * k * k {
+            do {
                 let ci = row / (k * k), ky = (row / k) % k, kx = row % k
-                for n in 0..<p.batch {
+                // Valid ox range: 0 <= ox + kx - pad < w.
+                let lo = min(wo, max(0, pad - kx)), hi = max(lo, min(wo, w + pad - kx))
+                for (j, n) in images.enumerated() {
                     let src = x + (n * cin + ci) * h * w
-                    let dst = col + row * np + n * plane
+                    let dst = col + row * np + j * plane
                     for oy in 0..<ho {
                         let iy = oy + ky - pad
                         let d = dst + oy * wo
                         if iy < 0 || iy >= h { d.update(repeating: 0, count: wo); continue }
-                        let s = src + iy * w
-                        // Valid ox range: 0 <= ox + kx - pad < w.
-                        let lo = min(wo, max(0, pad - kx)), hi = min(wo, w + pad - kx)
-                        if lo > 0 { d.update(repeating: 0, count: lo) }
-                        if hi > lo { (d + lo).update(from: s + lo + kx - pad, count: hi - lo) }
-                        if hi < wo { (d + max(hi, lo)).update(repeating: 0, count: wo - max(hi, lo)) }
+                        let s = src + iy * w + kx - pad
+                        for ox in 0..<lo { d[ox] = 0 }
+                        for ox in lo..<hi { d[ox] = s[ox] }
+                        for ox in hi..<wo { d[ox] = 0 }
                     }
                 }
             }
@@ -97,19 +152,18 @@ public struct BLASBackend: ComputeBackend {
     }
 
     /// The adjoint of `im2col`: dx[n, ci, iy, ix] = sum of the col entries that read it.
-    func col2im(_ p: Conv2dShape, col: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+    func col2im(_ p: Conv2dShape, col: UnsafePointer<Float>, images: Range<Int>, dx: UnsafeMutablePointer<Float>) {
         let (h, w, k, pad) = (p.height, p.width, p.kernel, p.padding)
         let (ho, wo) = (p.outHeight, p.outWidth)
-        let plane = ho * wo, np = p.batch * plane, cin = p.inChannels
-        // Parallel over (n, ci) planes: each dx plane is written by exactly one worker.
-        Engine.parallelFor(p.batch * cin, costPerItem: k * k * plane) { r in
-            for nci in r {
-                let n = nci / cin, ci = nci % cin
-                let d = dx + nci * h * w
+        let plane = ho * wo, np = images.count * plane, cin = p.inChannels
+        for jci in 0..<images.count * cin {
+            do {
+                let j = jci / cin, ci = jci % cin
+                let d = dx + ((images.lowerBound + j) * cin + ci) * h * w
                 d.update(repeating: 0, count: h * w)
                 for ky in 0..<k {
                     for kx in 0..<k {
-                        let src = col + ((ci * k + ky) * k + kx) * np + n * plane
+                        let src = col + ((ci * k + ky) * k + kx) * np + j * plane
                         let lo = max(0, pad - kx), hi = min(wo, w + pad - kx)
                         if hi <= lo { continue }
                         for oy in 0..<ho {
