@@ -4,23 +4,24 @@ import Testing
 
 /// Forward passes against independent direct computations, and the wiring helpers.
 @Suite struct LayerForwardTests {
-    @Test(arguments: [(3, 1), (1, 0)])
+    @Test(arguments: [(3, 1), (1, 0), (3, 0)])
     func conv2dMatchesDirectConvolution(kernel: Int, padding: Int) {
         var rng = RandomGenerator(seed: 21)
         let (n, cin, cout, h, w) = (3, 3, 5, 5, 7)
         let conv = Conv2d(inChannels: cin, outChannels: cout, kernel: kernel, padding: padding, initialization: .init(scale: 1, biasScale: 1), rng: &rng)
         let x = Tensor(randomNormal: [n, cin, h, w], using: &rng)
         let y = conv.forward(x)
-        #expect(y.shape == [n, cout, h, w])
+        let (ho, wo) = (h + 2 * padding - kernel + 1, w + 2 * padding - kernel + 1)
+        #expect(y.shape == [n, cout, ho, wo])
         var worst = 0.0
-        for b in 0..<n { for co in 0..<cout { for i in 0..<h { for j in 0..<w {
+        for b in 0..<n { for co in 0..<cout { for i in 0..<ho { for j in 0..<wo {
             var s = Double(conv.bias!.value.data[co])
             for ci in 0..<cin { for ky in 0..<kernel { for kx in 0..<kernel {
                 let (iy, ix) = (i + ky - padding, j + kx - padding)
                 guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
                 s += Double(conv.weight.value.data[((co * cin + ci) * kernel + ky) * kernel + kx]) * Double(x.data[((b * cin + ci) * h + iy) * w + ix])
             } } }
-            worst = max(worst, abs(s - Double(y.data[((b * cout + co) * h + i) * w + j])))
+            worst = max(worst, abs(s - Double(y.data[((b * cout + co) * ho + i) * wo + j])))
         } } } }
         #expect(worst < 1e-5)
     }

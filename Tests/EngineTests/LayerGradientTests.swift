@@ -14,7 +14,7 @@ import Testing
         for p in m.parameters { p.value = Tensor(randomNormal: p.shape, scale: 0.5, using: &rng) }
     }
 
-    @Test(arguments: [(3, 1), (1, 0)])
+    @Test(arguments: [(3, 1), (1, 0), (3, 0)])
     func conv2dOddShapes(kernel: Int, padding: Int) {
         var rng = RandomGenerator(seed: 11)
         let conv = Conv2d(inChannels: 2, outChannels: 4, kernel: kernel, padding: padding, rng: &rng)

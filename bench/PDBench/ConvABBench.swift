@@ -23,14 +23,17 @@ struct ConvABBench: ParsableCommand {
             let convs = [BLASBackend(convThreading: .splitBatch), BLASBackend(convThreading: .threadedBLAS)].map {
                 Conv2d(inChannels: cin, outChannels: cout, kernel: k, rng: &rng, backend: $0)
             }
-            var times: [[Double]] = [[], []]
+            var times: [[Double]] = [[], []], cpu: [[Double]] = [[], []]
             for _ in 0..<rounds {
                 for (i, c) in convs.enumerated() {
+                    let c0 = processCPUSeconds()
                     times[i].append(medianSeconds(runs: 3) { _ = c.forward(x); _ = c.backward(dy) })
+                    cpu[i].append((processCPUSeconds() - c0) / 4)
                 }
             }
             let med = times.map { $0.sorted()[$0.count / 2] * 1e3 }
-            print("\(spec): splitBatch \(f2(med[0])) ms, threadedBLAS \(f2(med[1])) ms, ratio \(f2(med[0] / med[1]))")
+            let cmed = cpu.map { $0.sorted()[$0.count / 2] * 1e3 }
+            print("\(spec): wall splitBatch \(f2(med[0])) ms, threadedBLAS \(f2(med[1])) ms, ratio \(f2(med[0] / med[1])); CPU \(f2(cmed[0])) vs \(f2(cmed[1])) ms")
         }
     }
 }
