@@ -30,6 +30,20 @@ import Testing
         #expect(failures.isEmpty, "\(failures)")
     }
 
+    @Test func conv2dWithoutInputGradientKeepsParameterGradients() {
+        var rng = RandomGenerator(seed: 15)
+        let conv = Conv2d(inChannels: 3, outChannels: 4, kernel: 3, rng: &rng)
+        let x = Self.input([2, 3, 5, 7]), dy = Self.input([2, 4, 5, 7], seed: 2)
+        _ = conv.forward(x); conv.zeroGrad()
+        _ = conv.backward(dy)
+        let full = conv.weight.grad
+        conv.computesInputGradient = false
+        _ = conv.forward(x); conv.zeroGrad()
+        let dx = conv.backward(dy)
+        #expect(dx.data.allSatisfy { $0 == 0 } && dx.shape == x.shape)
+        #expect(zip(conv.weight.grad.data, full.data).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) })
+    }
+
     @Test func linear() {
         var rng = RandomGenerator(seed: 13)
         let layer = Linear(inFeatures: 5, outFeatures: 3, rng: &rng)
