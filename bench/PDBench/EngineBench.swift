@@ -19,6 +19,7 @@ struct EngineBench: ParsableCommand {
 
     func run() throws {
         Engine.setThreads(threads)
+        Engine.keepFreedMemory()
         BLASKernel.shortenThreadTimeout()
         var md: [String] = []
         func emit(_ s: String) { print(s); md.append(s) }
