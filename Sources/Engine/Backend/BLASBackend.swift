@@ -174,6 +174,25 @@ public struct BLASBackend: ComputeBackend {
         let (h, w, k, pad) = (p.height, p.width, p.kernel, p.padding)
         let (ho, wo) = (p.outHeight, p.outWidth)
         let plane = ho * wo, np = images.count * plane, cin = p.inChannels
+        if ho == h && wo == w {
+            // "Same" padding: each column row is the input plane shifted by (ky-pad)*W + (kx-pad),
+            // i.e. one contiguous copy, then the columns that wrapped around a row edge are zeroed.
+            for row in 0..<cin * k * k {
+                let ci = row / (k * k), dy = (row / k) % k - pad, dx = row % k - pad
+                let shift = dy * w + dx
+                let lo = min(plane, max(0, -shift)), hi = max(lo, min(plane, plane - shift))
+                for (j, n) in images.enumerated() {
+                    let src = x + (n * cin + ci) * plane
+                    let dst = col + row * np + j * plane
+                    if lo > 0 { dst.update(repeating: 0, count: lo) }
+                    if hi > lo { (dst + lo).update(from: src + lo + shift, count: hi - lo) }
+                    if hi < plane { (dst + hi).update(repeating: 0, count: plane - hi) }
+                    if dx < 0 { for oy in 0..<h { for c in 0..<min(w, -dx) { dst[oy * w + c] = 0 } } }
+                    if dx > 0 { for oy in 0..<h { for c in max(0, w - dx)..<w { dst[oy * w + c] = 0 } } }
+                }
+            }
+            return
+        }
         for row in 0..<cin * k * k {
             do {
                 let ci = row / (k * k), ky = (row / k) % k, kx = row % k
