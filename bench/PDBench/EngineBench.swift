@@ -70,22 +70,18 @@ struct EngineBench: ParsableCommand {
                                   channelMult: [1, 2, 2], numBlocks: 2, attentionResolutions: [16])
         let wantedShapes = only.map { Set($0.split(separator: ",").map(String.init)) }
         let shapes = convs.keys.sorted().filter { wantedShapes?.contains("\($0.inChannels)-\($0.outChannels)-\($0.kernel)-\($0.resolution)") ?? true }
-        var torch: [String: Any]? = nil
-        if !noTorch {
-            let list = "[" + shapes.map { "[\($0.inChannels),\($0.outChannels),\($0.kernel),\($0.resolution)]" }.joined(separator: ",") + "]"
-            torch = runTorch(["--threads", "\(threads)", "--batch", "\(batch)", "--runs", "\(runs)", "--convs", list])
-        }
-        let torchConv = torch?["conv_ms"] as? [String: Double] ?? [:]
+        let torch = noTorch ? nil : TorchReference(python: python, threads: threads, batch: batch, runs: runs)
         emit("## Convolutions of the benchmark U-Net (model_channels 64, mult [1,2,2], 2 blocks, attention at 16, 5 -> 3 channels, R = 32, batch \(batch))\n")
-        emit("Forward+backward GFLOP/s = 3 x forward FLOPs / (forward + backward time); reference sgemm rate (1024^3, same run) = \(f1(sgemmRate)) GFLOP/s.\n")
-        emit("| conv (Cin -> Cout, k, R) | uses | fwd ms | bwd ms | fwd+bwd GFLOP/s | % of sgemm | PyTorch fwd+bwd ms | ours / PyTorch time |")
-        emit("|---|---:|---:|---:|---:|---:|---:|---:|")
-        var totalFlops = 0.0, totalTime = 0.0, totalTorch = 0.0
+        emit("Forward+backward GFLOP/s = 3 x forward FLOPs / (forward + backward time). \"% of sgemm\" compares with a 1024^3 sgemm measured right before each shape (the machine is shared; global rate in this run \(f1(sgemmRate)) GFLOP/s). PyTorch is measured right after each shape (persistent process, same shapes).\n")
+        emit("| conv (Cin -> Cout, k, R) | uses | fwd ms | bwd ms | fwd+bwd GFLOP/s | sgemm GFLOP/s (same moment) | % of sgemm | PyTorch fwd+bwd ms | ours / PyTorch time |")
+        emit("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        var totalFlops = 0.0, totalTime = 0.0, totalTorch = 0.0, totalSgemmTime = 0.0
         var rng = RandomGenerator(seed: 1)
         for s in shapes {
             let conv = Conv2d(inChannels: s.inChannels, outChannels: s.outChannels, kernel: s.kernel, rng: &rng)
             let x = Tensor(randomNormal: [batch, s.inChannels, s.resolution, s.resolution], using: &rng)
             let dy = Tensor(randomNormal: [batch, s.outChannels, s.resolution, s.resolution], using: &rng)
+            let local = sgemmRates(only: 1)[0].gflops
             var y = Tensor(zeros: [1])
             let tf = medianSeconds(runs: runs) { y = conv.forward(x) }
             let tb = medianSeconds(runs: runs) { _ = conv.backward(dy) }
@@ -95,16 +91,16 @@ struct EngineBench: ParsableCommand {
             let rate = 3 * g.forwardFlops / (tf + tb) / 1e9
             let uses = convs[s]!
             totalFlops += 3 * g.forwardFlops * Double(uses); totalTime += (tf + tb) * Double(uses)
-            let key = "\(s.inChannels)-\(s.outChannels)-\(s.kernel)-\(s.resolution)"
+            totalSgemmTime += 3 * g.forwardFlops * Double(uses) / (local * 1e9)
             var torchCells = "| - | - |"
-            if let t = torchConv[key] {
+            if let t = torch?.convMilliseconds(s.inChannels, s.outChannels, s.kernel, s.resolution) {
                 totalTorch += t * 1e-3 * Double(uses)
                 torchCells = "| \(f2(t)) | \(f2((tf + tb) * 1e3 / t)) |"
             }
-            emit("| \(s.inChannels) -> \(s.outChannels), \(s.kernel)x\(s.kernel), \(s.resolution) | \(uses) | \(f2(tf * 1e3)) | \(f2(tb * 1e3)) | \(f1(rate)) | \(f1(100 * rate / sgemmRate)) % " + torchCells)
+            emit("| \(s.inChannels) -> \(s.outChannels), \(s.kernel)x\(s.kernel), \(s.resolution) | \(uses) | \(f2(tf * 1e3)) | \(f2(tb * 1e3)) | \(f1(rate)) | \(f1(local)) | \(f1(100 * rate / local)) % " + torchCells)
         }
         let overall = totalFlops / totalTime / 1e9
-        emit("\nAll convs of one training step (weighted by use): \(f1(totalTime * 1e3)) ms, \(f1(overall)) GFLOP/s = \(f1(100 * overall / sgemmRate)) % of sgemm"
+        emit("\nAll convs of one training step (weighted by use): \(f1(totalTime * 1e3)) ms, \(f1(overall)) GFLOP/s; the same FLOPs at each shape's same-moment sgemm rate would take \(f1(totalSgemmTime * 1e3)) ms, so convs run at \(f1(100 * totalSgemmTime / totalTime)) % of sgemm"
              + (totalTorch > 0 ? "; PyTorch \(f1(totalTorch * 1e3)) ms (ours / PyTorch = \(f2(totalTime / totalTorch)))." : "."))
         emit("")
 
@@ -117,13 +113,9 @@ struct EngineBench: ParsableCommand {
         let dy = Tensor(randomNormal: [batch, c, r, r], using: &rng)
         // Ours and PyTorch alternately, three rounds, so both see the same machine load.
         var blockTimes: [Double] = [], torchTimes: [Double] = [], torchFwd: [Double] = []
-        var torchInfo: [String: Any]? = nil
         for _ in 0..<3 {
             blockTimes.append(medianSeconds(runs: runs) { _ = block.forward(x, emb: emb); _ = block.backward(dy) } * 1e3)
-            if !noTorch, let t = runTorch(["--threads", "\(threads)", "--batch", "\(batch)", "--runs", "\(runs)"]),
-               let ms = t["block_ms"] as? Double, let fwd = t["block_forward_ms"] as? Double {
-                torchTimes.append(ms); torchFwd.append(fwd); torchInfo = t
-            }
+            if let t = torch?.block() { torchTimes.append(t.total); torchFwd.append(t.forward) }
         }
         let ours = blockTimes.sorted()[1]
         let oursFwd = medianSeconds(runs: runs) { _ = block.forward(x, emb: emb) } * 1e3
@@ -132,7 +124,7 @@ struct EngineBench: ParsableCommand {
         emit("| | forward ms | forward+backward ms | per-round fwd+bwd ms |")
         emit("|---|---:|---:|---|")
         emit("| pdpipe engine (\(report.core), \(threads) threads) | \(f2(oursFwd)) | \(f2(ours)) | \(blockTimes.map(f1).joined(separator: ", ")) |")
-        if let torchInfo, torchTimes.count == 3 {
+        if let torchInfo = torch?.info, torchTimes.count == 3 {
             let t = torchTimes.sorted()[1]
             emit("| PyTorch \(torchInfo["torch"] ?? "?") CPU fp32 (\(torchInfo["threads"] ?? "?") threads) | \(f2(torchFwd.sorted()[1])) | \(f2(t)) | \(torchTimes.map(f1).joined(separator: ", ")) |")
             emit("\nRatio (ours / PyTorch, forward+backward time): \(f2(ours / t)).")
@@ -158,15 +150,6 @@ struct EngineBench: ParsableCommand {
             }
             return Rate(label: "\(m) x \(n) x \(k)", gflops: 2 * Double(m * n * k) / t / 1e9)
         }
-    }
-
-    func runTorch(_ args: [String]) -> [String: Any]? {
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("reference/block_bench.py").path
-        let out = shell(([python, script] + args).map { "'\($0)'" }.joined(separator: " "))
-        guard let line = out.split(separator: "\n").last, let data = line.data(using: .utf8),
-              let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
-        return obj
     }
 }
 

@@ -31,8 +31,18 @@ public enum Engine {
         openblas_set_num_threads(Int32(n))
     }
 
-    /// The backend new layers use when none is given.
-    public static let defaultBackend: any ComputeBackend = BLASBackend()
+    nonisolated(unsafe) private static var _defaultBackend: any ComputeBackend = BLASBackend()
+
+    /// The backend new layers use when none is given (OpenBLAS unless replaced at start-up,
+    /// e.g. by a oneDNN backend: `Engine.setDefaultBackend(...)` before building networks).
+    public static var defaultBackend: any ComputeBackend {
+        lock.lock(); defer { lock.unlock() }
+        return _defaultBackend
+    }
+
+    public static func setDefaultBackend(_ backend: any ComputeBackend) {
+        lock.lock(); _defaultBackend = backend; lock.unlock()
+    }
 
     /// Runs `body` over `0..<count` split into at most `threads` contiguous ranges.
     /// Small jobs (`count * costPerItem` below ~32k) run inline to avoid dispatch overhead.
