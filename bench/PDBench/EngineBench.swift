@@ -73,23 +73,29 @@ struct EngineBench: ParsableCommand {
         let torch = noTorch ? nil : TorchReference(python: python, threads: threads, batch: batch, runs: runs)
         emit("## Convolutions of the benchmark U-Net (model_channels 64, mult [1,2,2], 2 blocks, attention at 16, 5 -> 3 channels, R = 32, batch \(batch))\n")
         emit("Forward+backward GFLOP/s = 3 x forward FLOPs / (forward + backward time). \"% of sgemm\" compares with a 1024^3 sgemm measured right before each shape (the machine is shared; global rate in this run \(f1(sgemmRate)) GFLOP/s). PyTorch is measured right after each shape (persistent process, same shapes).\n")
-        emit("| conv (Cin -> Cout, k, R) | uses | fwd ms | bwd ms | fwd+bwd GFLOP/s | sgemm GFLOP/s (same moment) | % of sgemm | PyTorch fwd+bwd ms | ours / PyTorch time |")
-        emit("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        var totalFlops = 0.0, totalTime = 0.0, totalTorch = 0.0, totalSgemmTime = 0.0
+        emit("CPU-time columns divide the same FLOPs by the process's CPU seconds instead of wall seconds (GFLOP per CPU-second, summed over threads): less sensitive to other processes taking the cores.\n")
+        emit("| conv (Cin -> Cout, k, R) | uses | fwd ms | bwd ms | fwd+bwd GFLOP/s | sgemm GFLOP/s (same moment) | % of sgemm | CPU-time % of sgemm | PyTorch fwd+bwd ms | ours / PyTorch time |")
+        emit("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        var totalFlops = 0.0, totalTime = 0.0, totalTorch = 0.0, totalSgemmTime = 0.0, totalCPU = 0.0, totalSgemmCPU = 0.0
         var rng = RandomGenerator(seed: 1)
+        let probe = SgemmProbe(n: 1024)
         for s in shapes {
             let conv = Conv2d(inChannels: s.inChannels, outChannels: s.outChannels, kernel: s.kernel, rng: &rng)
             let x = Tensor(randomNormal: [batch, s.inChannels, s.resolution, s.resolution], using: &rng)
             let dy = Tensor(randomNormal: [batch, s.outChannels, s.resolution, s.resolution], using: &rng)
-            let local = sgemmRates(only: 1)[0].gflops
+            let (local, sgemmCPU) = probe.measure(runs: runs)
             var y = Tensor(zeros: [1])
+            let c1 = processCPUSeconds()
             let tf = medianSeconds(runs: runs) { y = conv.forward(x) }
             let tb = medianSeconds(runs: runs) { _ = conv.backward(dy) }
+            let convCPU = (processCPUSeconds() - c1) / Double(runs + 1)
             _ = y
             let g = Conv2dShape(batch: batch, inChannels: s.inChannels, outChannels: s.outChannels, height: s.resolution,
                                 width: s.resolution, kernel: s.kernel, padding: s.kernel / 2)
             let rate = 3 * g.forwardFlops / (tf + tb) / 1e9
+            let cpuRate = 3 * g.forwardFlops / convCPU / 1e9, sgemmCPURate = 2 * pow(1024.0, 3) / sgemmCPU / 1e9
             let uses = convs[s]!
+            totalCPU += convCPU * Double(uses); totalSgemmCPU += 3 * g.forwardFlops * Double(uses) / (sgemmCPURate * 1e9)
             totalFlops += 3 * g.forwardFlops * Double(uses); totalTime += (tf + tb) * Double(uses)
             totalSgemmTime += 3 * g.forwardFlops * Double(uses) / (local * 1e9)
             var torchCells = "| - | - |"
@@ -97,10 +103,10 @@ struct EngineBench: ParsableCommand {
                 totalTorch += t * 1e-3 * Double(uses)
                 torchCells = "| \(f2(t)) | \(f2((tf + tb) * 1e3 / t)) |"
             }
-            emit("| \(s.inChannels) -> \(s.outChannels), \(s.kernel)x\(s.kernel), \(s.resolution) | \(uses) | \(f2(tf * 1e3)) | \(f2(tb * 1e3)) | \(f1(rate)) | \(f1(local)) | \(f1(100 * rate / local)) % " + torchCells)
+            emit("| \(s.inChannels) -> \(s.outChannels), \(s.kernel)x\(s.kernel), \(s.resolution) | \(uses) | \(f2(tf * 1e3)) | \(f2(tb * 1e3)) | \(f1(rate)) | \(f1(local)) | \(f1(100 * rate / local)) % | \(f1(100 * cpuRate / sgemmCPURate)) % " + torchCells)
         }
         let overall = totalFlops / totalTime / 1e9
-        emit("\nAll convs of one training step (weighted by use): \(f1(totalTime * 1e3)) ms, \(f1(overall)) GFLOP/s; the same FLOPs at each shape's same-moment sgemm rate would take \(f1(totalSgemmTime * 1e3)) ms, so convs run at \(f1(100 * totalSgemmTime / totalTime)) % of sgemm"
+        emit("\nAll convs of one training step (weighted by use): \(f1(totalTime * 1e3)) ms, \(f1(overall)) GFLOP/s; the same FLOPs at each shape's same-moment sgemm rate would take \(f1(totalSgemmTime * 1e3)) ms, so convs run at \(f1(100 * totalSgemmTime / totalTime)) % of sgemm (by CPU time: \(f1(100 * totalSgemmCPU / totalCPU)) %)"
              + (totalTorch > 0 ? "; PyTorch \(f1(totalTorch * 1e3)) ms (ours / PyTorch = \(f2(totalTime / totalTorch)))." : "."))
         emit("")
 
@@ -138,6 +144,25 @@ struct EngineBench: ParsableCommand {
     }
 
     struct Rate { let label: String; let gflops: Double }
+
+    /// A square sgemm with preallocated operands: (wall GFLOP/s median, CPU seconds per call).
+    final class SgemmProbe {
+        let n: Int
+        var a: [Float], b: [Float], c: [Float]
+        init(n: Int) {
+            self.n = n
+            var rng = RandomGenerator(seed: 4)
+            a = (0..<n * n).map { _ in rng.uniform(-1, 1) }; b = a.reversed(); c = a
+        }
+        func measure(runs: Int) -> (gflops: Double, cpuSeconds: Double) {
+            let c0 = processCPUSeconds()
+            let n32 = Int32(n)
+            let t = medianSeconds(runs: runs) {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n32, n32, n32, 1, a, n32, b, n32, 0, &c, n32)
+            }
+            return (2 * pow(Double(n), 3) / t / 1e9, (processCPUSeconds() - c0) / Double(runs + 1))
+        }
+    }
 
     /// Square 1024 sgemm plus the GEMM shape of the 128-channel 3x3 conv at 16x16 (batch-wide).
     func sgemmRates(only: Int = 2) -> [Rate] {
