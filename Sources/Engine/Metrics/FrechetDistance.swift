@@ -40,7 +40,11 @@ extension FeatureStatistics {
         guard extractor == other.extractor else {
             throw MetricsError("Fréchet distance between features of different extractors (\(extractor) vs \(other.extractor))")
         }
-        return try Engine.frechetDistance(mean1: mean, covariance1: covariance,
-                                          mean2: other.mean, covariance2: other.covariance)
+        return try gaussianFrechetDistance(mean, covariance, other.mean, other.covariance)
     }
+}
+
+/// The free function under another name, callable from members named `frechetDistance`.
+private func gaussianFrechetDistance(_ m1: [Double], _ s1: [Double], _ m2: [Double], _ s2: [Double]) throws -> Double {
+    try frechetDistance(mean1: m1, covariance1: s1, mean2: m2, covariance2: s2)
 }
