@@ -44,8 +44,8 @@ public struct FIDStage: StageKind {
         do {
             let reference = try FeatureStatistics(contentsOf: refURL)
             let spec = try ExtractorSpec.read(from: refURL)
-            guard samples.channels == spec.channels else {
-                throw StageError("fid: samples have \(samples.channels) channels, the reference statistics \(spec.channels)")
+            guard samples.channels == spec.channels, samples.resolution == spec.resolution else {
+                throw StageError("fid: samples are \(samples.channels)-channel \(samples.resolution)x\(samples.resolution), the reference statistics \(spec.channels)-channel \(spec.resolution)x\(spec.resolution)")
             }
             let extractor = try Self.extractor(spec, refstats: refURL, context: context)
             let seed = UInt64(p["seed"]?.intValue ?? 0)
@@ -100,7 +100,7 @@ public struct FIDStage: StageKind {
             }
             return InceptionFeatureExtractor(network: try InceptionV3(contentsOf: url))
         case "random-cnn":
-            return ConvNetFeatureExtractor.randomCNN(channels: spec.channels, seed: spec.seed)
+            return try ConvNetFeatureExtractor.randomCNN(channels: spec.channels, resolution: spec.resolution, seed: spec.seed)
         default:
             throw StageError("fid: \(refstats.path)/\(ExtractorSpec.fileName): unknown extractor kind \(spec.kind)")
         }

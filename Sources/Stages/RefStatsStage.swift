@@ -61,11 +61,11 @@ public struct RefStatsStage: StageKind {
                     throw StageError("refstats: extractor: featurenet needs a consumed featurenet stage (or set extractor: random-cnn / inception-v3)")
                 }
                 let (file, net) = try FeatureNetFile.load(netURL)
-                guard file.architecture.channels == dataset.channels else {
-                    throw StageError("refstats: the feature network takes \(file.architecture.channels)-channel images, the dataset has \(dataset.channels)")
+                guard file.architecture.channels == dataset.channels, file.architecture.resolution == dataset.resolution else {
+                    throw StageError("refstats: the feature network takes \(file.architecture.channels)-channel \(file.architecture.resolution)x\(file.architecture.resolution) images, the dataset has \(dataset.channels)-channel \(dataset.resolution)x\(dataset.resolution)")
                 }
                 extractor = ConvNetFeatureExtractor(name: file.name, network: net)
-                spec = ExtractorSpec(kind: kind, name: file.name, channels: dataset.channels, seed: seed)
+                spec = ExtractorSpec(kind: kind, name: file.name, channels: dataset.channels, resolution: dataset.resolution, seed: seed)
                 let copy = context.outputDirectory.appendingPathComponent(ExtractorSpec.featureNetDirectory)
                 try FileManager.default.createDirectory(at: copy, withIntermediateDirectories: true)
                 for f in [FeatureNetFile.manifestName, FeatureNetFile.weightsName] {
@@ -78,11 +78,11 @@ public struct RefStatsStage: StageKind {
                 context.emit(.log("refstats: Inception-v3 weights \(url.path)"))
                 extractor = InceptionFeatureExtractor(network: try InceptionV3(contentsOf: url))
                 let bytes = (try FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
-                spec = ExtractorSpec(kind: kind, name: "inception-v3", channels: dataset.channels, seed: seed,
+                spec = ExtractorSpec(kind: kind, name: "inception-v3", channels: dataset.channels, resolution: dataset.resolution, seed: seed,
                                      weightsFileName: url.lastPathComponent, weightsBytes: bytes)
             default:
-                extractor = ConvNetFeatureExtractor.randomCNN(channels: dataset.channels, seed: seed)
-                spec = ExtractorSpec(kind: kind, name: "random-cnn", channels: dataset.channels, seed: seed)
+                extractor = try ConvNetFeatureExtractor.randomCNN(channels: dataset.channels, resolution: dataset.resolution, seed: seed)
+                spec = ExtractorSpec(kind: kind, name: "random-cnn", channels: dataset.channels, resolution: dataset.resolution, seed: seed)
             }
             var options = FeatureStatisticsOptions()
             options.maxImages = p["max_images"]?.intValue ?? 0

@@ -23,7 +23,7 @@ import Testing
     }
 
     @Test func networkGradientMatchesFiniteDifferences() {
-        let net = ConvFeatureNet(.init(channels: 1, classes: 3), seed: 1)
+        let net = ConvFeatureNet(.init(channels: 1, resolution: 8, classes: 3), seed: 1)
         var rng = RandomGenerator(seed: 2)
         let x = Tensor(randomNormal: [2, 1, 8, 8], using: &rng)
         let labels = [0, 2]
@@ -55,7 +55,7 @@ import Testing
         training.learningRate = 3e-3
         let trainSet = try DatasetArtifact.open(directory: dir.appendingPathComponent("train"))
         let testSet = try DatasetArtifact.open(directory: dir.appendingPathComponent("test"))
-        let untrained = FeatureNetTraining.accuracy(ConvFeatureNet(.init(channels: 1, classes: 3), seed: 0), testSet, indices: Array(0..<90))
+        let untrained = FeatureNetTraining.accuracy(ConvFeatureNet(.init(channels: 1, resolution: 16, classes: 3), seed: 0), testSet, indices: Array(0..<90))
         let result = try training.train(trainSet, test: testSet)
         #expect(result.testCount == 90)
         #expect(result.testAccuracy > 0.9, "accuracy \(result.testAccuracy) (untrained \(untrained))")
@@ -84,7 +84,7 @@ import Testing
         (training.steps, training.batchSize, training.learningRate) = (60, 32, 3e-3)
         let classifier = try training.train(try DatasetArtifact.open(directory: dir), test: nil, holdout: 60).network
 
-        for extractor in [ConvNetFeatureExtractor.randomCNN(channels: 1, seed: 0) as any FeatureExtractor,
+        for extractor in [try ConvNetFeatureExtractor.randomCNN(channels: 1, resolution: 16, seed: 0) as any FeatureExtractor,
                           ConvNetFeatureExtractor(name: "pattern-classifier", network: classifier)] {
             func stats(_ t: Tensor) -> FeatureMoments { var m = FeatureMoments(dimension: extractor.dimension); m.add(extractor.features(t)); return m }
             let ref = stats(reference)

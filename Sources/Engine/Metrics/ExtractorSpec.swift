@@ -14,12 +14,14 @@ public struct ExtractorSpec: Codable, Sendable, Equatable {
     /// The name distances carry (`fmnist-classifier`, `inception-v3`, `random-cnn`).
     public var name: String
     public var channels: Int
+    public var resolution: Int
     public var seed: UInt64
     public var weightsFileName: String?
     public var weightsBytes: Int?
 
-    public init(kind: String, name: String, channels: Int, seed: UInt64, weightsFileName: String? = nil, weightsBytes: Int? = nil) {
-        (self.kind, self.name, self.channels, self.seed) = (kind, name, channels, seed)
+    public init(kind: String, name: String, channels: Int, resolution: Int, seed: UInt64,
+                weightsFileName: String? = nil, weightsBytes: Int? = nil) {
+        (self.kind, self.name, self.channels, self.resolution, self.seed) = (kind, name, channels, resolution, seed)
         (self.weightsFileName, self.weightsBytes) = (weightsFileName, weightsBytes)
     }
 

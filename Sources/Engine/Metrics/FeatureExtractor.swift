@@ -43,14 +43,16 @@ public final class ConvNetFeatureExtractor: FeatureExtractor {
     }
 
     /// The `random-cnn` extractor: a never-trained network from a fixed seed.
-    public static func randomCNN(channels: Int, seed: UInt64 = 0) -> ConvNetFeatureExtractor {
-        ConvNetFeatureExtractor(name: "random-cnn",
-                                network: ConvFeatureNet(.init(channels: channels, classes: 1), seed: seed))
+    public static func randomCNN(channels: Int, resolution: Int, seed: UInt64 = 0) throws -> ConvNetFeatureExtractor {
+        if let problem = ConvFeatureNet.Architecture.problem(channels: channels, resolution: resolution) { throw MetricsError(problem) }
+        return ConvNetFeatureExtractor(name: "random-cnn",
+                                       network: ConvFeatureNet(.init(channels: channels, resolution: resolution, classes: 1), seed: seed))
     }
 
     public func features(_ images: Tensor) -> [Float] {
-        precondition(images.rank == 4 && images.shape[1] == network.architecture.channels,
-                     "\(name) takes \(network.architecture.channels)-channel images, got \(images.shape)")
+        let a = network.architecture
+        precondition(images.rank == 4 && images.shape[1] == a.channels && images.shape[2] == a.resolution && images.shape[3] == a.resolution,
+                     "\(name) takes \(a.channels)x\(a.resolution)x\(a.resolution) images, got \(images.shape)")
         return network.features(images).data
     }
 }

@@ -17,8 +17,11 @@ public struct FeatureNetTraining: Sendable {
         guard classes >= 2 else {
             throw MetricsError("the feature network needs a labelled dataset; \(train.manifest.source) has \(classes) labels")
         }
-        if let test, test.labelNames != train.labelNames {
-            throw MetricsError("train and test datasets have different label names")
+        if let test, test.labelNames != train.labelNames || test.channels != train.channels || test.resolution != train.resolution {
+            throw MetricsError("train and test datasets differ in labels, channels or resolution")
+        }
+        if let problem = ConvFeatureNet.Architecture.problem(channels: train.channels, resolution: train.resolution) {
+            throw MetricsError(problem)
         }
         var rng = RandomGenerator(seed: seed)
         var trainIndices = Array(0..<train.count)
@@ -31,7 +34,7 @@ public struct FeatureNetTraining: Sendable {
         } else {
             testIndices = Array(0..<test!.count)
         }
-        let net = ConvFeatureNet(.init(channels: train.channels, classes: classes), seed: seed)
+        let net = ConvFeatureNet(.init(channels: train.channels, resolution: train.resolution, classes: classes), seed: seed)
         let adam = Adam(parameters: net.parameters)
         var cursor = trainIndices.count
         for step in 0..<steps {

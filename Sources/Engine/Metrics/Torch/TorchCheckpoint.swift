@@ -104,6 +104,13 @@ public enum TorchCheckpoint {
             }
             let elements = cache[t.storageKey]!
             let count = t.shape.reduce(1, *)
+            var contiguous = [Int](repeating: 1, count: t.shape.count)
+            for axis in stride(from: t.shape.count - 2, through: 0, by: -1) { contiguous[axis] = contiguous[axis + 1] * t.shape[axis + 1] }
+            if t.strides == contiguous || count <= 1 {
+                guard t.storageOffset + count <= elements.count else { throw MetricsError("\(source): tensor \(name) reads past its storage") }
+                out[name] = Tensor(shape: t.shape, data: Array(elements[t.storageOffset..<(t.storageOffset + count)]))
+                continue
+            }
             var data = [Float](repeating: 0, count: count)
             for flat in 0..<count {
                 var rest = flat, offset = t.storageOffset
