@@ -64,6 +64,6 @@ import Testing
         #expect(r.status == .unchanged(reason: "PDPIPE_BLAS_KERNEL=default"))
         #expect(r.core == r.initialCore)
         let user = BLASKernel.decide(environment: ["OPENBLAS_CORETYPE": "Haswell"])
-        #expect(user.status == .unchanged(reason: "OPENBLAS_CORETYPE set by user"))
+        #expect(user.status == .unchanged(reason: "OPENBLAS_CORETYPE=Haswell set by user"))
     }
 }

@@ -4,23 +4,24 @@ import Testing
 
 /// Forward passes against independent direct computations, and the wiring helpers.
 @Suite struct LayerForwardTests {
-    @Test(arguments: [(3, 1), (1, 0)])
+    @Test(arguments: [(3, 1), (1, 0), (3, 0)])
     func conv2dMatchesDirectConvolution(kernel: Int, padding: Int) {
         var rng = RandomGenerator(seed: 21)
         let (n, cin, cout, h, w) = (3, 3, 5, 5, 7)
         let conv = Conv2d(inChannels: cin, outChannels: cout, kernel: kernel, padding: padding, initialization: .init(scale: 1, biasScale: 1), rng: &rng)
         let x = Tensor(randomNormal: [n, cin, h, w], using: &rng)
         let y = conv.forward(x)
-        #expect(y.shape == [n, cout, h, w])
+        let (ho, wo) = (h + 2 * padding - kernel + 1, w + 2 * padding - kernel + 1)
+        #expect(y.shape == [n, cout, ho, wo])
         var worst = 0.0
-        for b in 0..<n { for co in 0..<cout { for i in 0..<h { for j in 0..<w {
+        for b in 0..<n { for co in 0..<cout { for i in 0..<ho { for j in 0..<wo {
             var s = Double(conv.bias!.value.data[co])
             for ci in 0..<cin { for ky in 0..<kernel { for kx in 0..<kernel {
                 let (iy, ix) = (i + ky - padding, j + kx - padding)
                 guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
                 s += Double(conv.weight.value.data[((co * cin + ci) * kernel + ky) * kernel + kx]) * Double(x.data[((b * cin + ci) * h + iy) * w + ix])
             } } }
-            worst = max(worst, abs(s - Double(y.data[((b * cout + co) * h + i) * w + j])))
+            worst = max(worst, abs(s - Double(y.data[((b * cout + co) * ho + i) * wo + j])))
         } } } }
         #expect(worst < 1e-5)
     }
@@ -120,4 +121,32 @@ import Testing
         #expect(small.weight.value.data.allSatisfy { abs($0) <= 1e-5 * bound })
         #expect(small.namedParameters().map(\.name) == ["weight", "bias"])
     }
+}
+
+/// The backend splits large batches into image chunks; a batched call must equal the sum of
+/// per-image calls (forward outputs, input gradients, and accumulated weight/bias gradients).
+@Test func conv2dChunkedBatchEqualsPerImage() {
+    var rng = RandomGenerator(seed: 26)
+    let (n, cin, cout, r) = (30, 32, 4, 16)
+    let g = Conv2dShape(batch: n, inChannels: cin, outChannels: cout, height: r, width: r, kernel: 3, padding: 1)
+    #expect(BLASBackend().chunkImages(g) < n)  // several chunks, including a short last one
+    let conv = Conv2d(inChannels: cin, outChannels: cout, kernel: 3, initialization: .init(scale: 1, biasScale: 1), rng: &rng)
+    let x = Tensor(randomNormal: [n, cin, r, r], using: &rng)
+    let dy = Tensor(randomNormal: [n, cout, r, r], using: &rng)
+    let y = conv.forward(x)
+    conv.zeroGrad()
+    let dx = conv.backward(dy)
+    let (dw, db) = (conv.weight.grad, conv.bias!.grad)
+    conv.zeroGrad()
+    var worst: Float = 0
+    for i in 0..<n {
+        let yi = conv.forward(x.batchSlice(i..<i + 1))
+        let dxi = conv.backward(dy.batchSlice(i..<i + 1))
+        worst = max(worst, zip(yi.data, y.batchSlice(i..<i + 1).data).map { abs($0 - $1) }.max()!)
+        worst = max(worst, zip(dxi.data, dx.batchSlice(i..<i + 1).data).map { abs($0 - $1) }.max()!)
+    }
+    #expect(worst < 1e-4)
+    let dwErr = zip(conv.weight.grad.data, dw.data).map { abs($0 - $1) / max(1, abs($1)) }.max()!
+    let dbErr = zip(conv.bias!.grad.data, db.data).map { abs($0 - $1) / max(1, abs($1)) }.max()!
+    #expect(dwErr < 1e-4 && dbErr < 1e-4)
 }

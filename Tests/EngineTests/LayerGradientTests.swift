@@ -14,7 +14,7 @@ import Testing
         for p in m.parameters { p.value = Tensor(randomNormal: p.shape, scale: 0.5, using: &rng) }
     }
 
-    @Test(arguments: [(3, 1), (1, 0)])
+    @Test(arguments: [(3, 1), (1, 0), (3, 0)])
     func conv2dOddShapes(kernel: Int, padding: Int) {
         var rng = RandomGenerator(seed: 11)
         let conv = Conv2d(inChannels: 2, outChannels: 4, kernel: kernel, padding: padding, rng: &rng)
@@ -28,6 +28,20 @@ import Testing
         let conv = Conv2d(inChannels: 3, outChannels: 2, kernel: 3, bias: false, rng: &rng)
         let failures = GradientCheck().check(conv, input: Self.input([2, 3, 1, 2]))
         #expect(failures.isEmpty, "\(failures)")
+    }
+
+    @Test func conv2dWithoutInputGradientKeepsParameterGradients() {
+        var rng = RandomGenerator(seed: 15)
+        let conv = Conv2d(inChannels: 3, outChannels: 4, kernel: 3, rng: &rng)
+        let x = Self.input([2, 3, 5, 7]), dy = Self.input([2, 4, 5, 7], seed: 2)
+        _ = conv.forward(x); conv.zeroGrad()
+        _ = conv.backward(dy)
+        let full = conv.weight.grad
+        conv.computesInputGradient = false
+        _ = conv.forward(x); conv.zeroGrad()
+        let dx = conv.backward(dy)
+        #expect(dx.data.allSatisfy { $0 == 0 } && dx.shape == x.shape)
+        #expect(zip(conv.weight.grad.data, full.data).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) })
     }
 
     @Test func linear() {

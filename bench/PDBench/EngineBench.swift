@@ -19,6 +19,7 @@ struct EngineBench: ParsableCommand {
 
     func run() throws {
         Engine.setThreads(threads)
+        Engine.keepFreedMemory()
         BLASKernel.shortenThreadTimeout()
         var md: [String] = []
         func emit(_ s: String) { print(s); md.append(s) }
@@ -28,8 +29,28 @@ struct EngineBench: ParsableCommand {
         emit("Date: \(ISO8601DateFormatter().string(from: Date()))  ")
         emit("Timings are medians of \(runs) runs after a warm-up; the machine is shared, so repeat-to-repeat spread is shown.\n")
         emit("```\n" + shell("lscpu | head -20").trimmingCharacters(in: .whitespacesAndNewlines) + "\n```\n")
+        emit("Load at start (`uptime`): \(shell("uptime").trimmingCharacters(in: .whitespacesAndNewlines))\n")
 
-        // 1. sgemm before/after kernel selection.
+        // 1. sgemm per OpenBLAS kernel (switched in-process, measured alternately so load
+        //    changes hit all of them), then before/after the engine's own selection.
+        let libraryCore = BLASKernel.currentCore
+        let candidates = Array(Set(["Prescott", "Haswell", "SkylakeX", libraryCore])).sorted()
+        var perKernel: [String: [Double]] = [:]
+        for _ in 0..<3 {
+            for core in candidates {
+                BLASKernel.switchCore(to: core)
+                perKernel[core, default: []].append(sgemmRates(only: 1)[0].gflops)
+            }
+        }
+        BLASKernel.switchCore(to: nil)
+        emit("## sgemm 1024^3 per OpenBLAS kernel (\(threads) threads; median of 3 alternating rounds)\n")
+        emit("| kernel | GFLOP/s |")
+        emit("|---|---:|")
+        for core in candidates {
+            let xs = perKernel[core]!.sorted()
+            emit("| \(core)\(core == libraryCore ? " (library's choice here)" : "") | \(f1(xs[1])) |")
+        }
+        emit("")
         let before = sgemmRates()
         let report = BLASKernel.configure()
         let after = sgemmRates()
@@ -49,67 +70,74 @@ struct EngineBench: ParsableCommand {
                                   channelMult: [1, 2, 2], numBlocks: 2, attentionResolutions: [16])
         let wantedShapes = only.map { Set($0.split(separator: ",").map(String.init)) }
         let shapes = convs.keys.sorted().filter { wantedShapes?.contains("\($0.inChannels)-\($0.outChannels)-\($0.kernel)-\($0.resolution)") ?? true }
-        var torch: [String: Any]? = nil
-        if !noTorch {
-            let list = "[" + shapes.map { "[\($0.inChannels),\($0.outChannels),\($0.kernel),\($0.resolution)]" }.joined(separator: ",") + "]"
-            torch = runTorch(["--threads", "\(threads)", "--batch", "\(batch)", "--runs", "\(runs)", "--convs", list])
-        }
-        let torchConv = torch?["conv_ms"] as? [String: Double] ?? [:]
+        let torch = noTorch ? nil : TorchReference(python: python, threads: threads, batch: batch, runs: runs)
         emit("## Convolutions of the benchmark U-Net (model_channels 64, mult [1,2,2], 2 blocks, attention at 16, 5 -> 3 channels, R = 32, batch \(batch))\n")
-        emit("Forward+backward GFLOP/s = 3 x forward FLOPs / (forward + backward time); reference sgemm rate (1024^3, same run) = \(f1(sgemmRate)) GFLOP/s.\n")
-        emit("| conv (Cin -> Cout, k, R) | uses | fwd ms | bwd ms | fwd+bwd GFLOP/s | % of sgemm | PyTorch fwd+bwd ms | ours / PyTorch time |")
-        emit("|---|---:|---:|---:|---:|---:|---:|---:|")
-        var totalFlops = 0.0, totalTime = 0.0, totalTorch = 0.0
+        emit("Forward+backward GFLOP/s = 3 x forward FLOPs / (forward + backward time). \"% of sgemm\" compares with a 1024^3 sgemm measured right before each shape (the machine is shared; global rate in this run \(f1(sgemmRate)) GFLOP/s). PyTorch is measured right after each shape (persistent process, same shapes).\n")
+        emit("CPU-time columns divide the same FLOPs by the process's CPU seconds instead of wall seconds (GFLOP per CPU-second, summed over threads): less sensitive to other processes taking the cores.\n")
+        emit("| conv (Cin -> Cout, k, R) | uses | fwd ms | bwd ms | fwd+bwd GFLOP/s | sgemm GFLOP/s (same moment) | % of sgemm | CPU-time % of sgemm | PyTorch fwd+bwd ms | ours / PyTorch time |")
+        emit("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        var totalFlops = 0.0, totalTime = 0.0, totalTorch = 0.0, totalSgemmTime = 0.0, totalCPU = 0.0, totalSgemmCPU = 0.0
         var rng = RandomGenerator(seed: 1)
+        let probe = SgemmProbe(n: 1024)
         for s in shapes {
             let conv = Conv2d(inChannels: s.inChannels, outChannels: s.outChannels, kernel: s.kernel, rng: &rng)
             let x = Tensor(randomNormal: [batch, s.inChannels, s.resolution, s.resolution], using: &rng)
             let dy = Tensor(randomNormal: [batch, s.outChannels, s.resolution, s.resolution], using: &rng)
+            let (local, sgemmCPU) = probe.measure(runs: runs)
             var y = Tensor(zeros: [1])
+            let c1 = processCPUSeconds()
             let tf = medianSeconds(runs: runs) { y = conv.forward(x) }
             let tb = medianSeconds(runs: runs) { _ = conv.backward(dy) }
+            let convCPU = (processCPUSeconds() - c1) / Double(runs + 1)
             _ = y
             let g = Conv2dShape(batch: batch, inChannels: s.inChannels, outChannels: s.outChannels, height: s.resolution,
                                 width: s.resolution, kernel: s.kernel, padding: s.kernel / 2)
             let rate = 3 * g.forwardFlops / (tf + tb) / 1e9
+            let cpuRate = 3 * g.forwardFlops / convCPU / 1e9, sgemmCPURate = 2 * pow(1024.0, 3) / sgemmCPU / 1e9
             let uses = convs[s]!
+            totalCPU += convCPU * Double(uses); totalSgemmCPU += 3 * g.forwardFlops * Double(uses) / (sgemmCPURate * 1e9)
             totalFlops += 3 * g.forwardFlops * Double(uses); totalTime += (tf + tb) * Double(uses)
-            let key = "\(s.inChannels)-\(s.outChannels)-\(s.kernel)-\(s.resolution)"
+            totalSgemmTime += 3 * g.forwardFlops * Double(uses) / (local * 1e9)
             var torchCells = "| - | - |"
-            if let t = torchConv[key] {
+            if let t = torch?.convMilliseconds(s.inChannels, s.outChannels, s.kernel, s.resolution) {
                 totalTorch += t * 1e-3 * Double(uses)
                 torchCells = "| \(f2(t)) | \(f2((tf + tb) * 1e3 / t)) |"
             }
-            emit("| \(s.inChannels) -> \(s.outChannels), \(s.kernel)x\(s.kernel), \(s.resolution) | \(uses) | \(f2(tf * 1e3)) | \(f2(tb * 1e3)) | \(f1(rate)) | \(f1(100 * rate / sgemmRate)) % " + torchCells)
+            emit("| \(s.inChannels) -> \(s.outChannels), \(s.kernel)x\(s.kernel), \(s.resolution) | \(uses) | \(f2(tf * 1e3)) | \(f2(tb * 1e3)) | \(f1(rate)) | \(f1(local)) | \(f1(100 * rate / local)) % | \(f1(100 * cpuRate / sgemmCPURate)) % " + torchCells)
         }
         let overall = totalFlops / totalTime / 1e9
-        emit("\nAll convs of one training step (weighted by use): \(f1(totalTime * 1e3)) ms, \(f1(overall)) GFLOP/s = \(f1(100 * overall / sgemmRate)) % of sgemm"
+        emit("\nAll convs of one training step (weighted by use): \(f1(totalTime * 1e3)) ms, \(f1(overall)) GFLOP/s; the same FLOPs at each shape's same-moment sgemm rate would take \(f1(totalSgemmTime * 1e3)) ms, so convs run at \(f1(100 * totalSgemmTime / totalTime)) % of sgemm (by CPU time: \(f1(100 * totalSgemmCPU / totalCPU)) %)"
              + (totalTorch > 0 ? "; PyTorch \(f1(totalTorch * 1e3)) ms (ours / PyTorch = \(f2(totalTime / totalTorch)))." : "."))
         emit("")
 
         // 3. Reference residual block.
-        if only != nil { return }
+        if only != nil && !(only ?? "").contains("block") { return }
         let (c, r, e) = (128, 16, 512)
         let block = ReferenceBlock(channels: c, embChannels: e, dropout: 0.1, rng: &rng)
         let x = Tensor(randomNormal: [batch, c, r, r], using: &rng)
         let emb = Tensor(randomNormal: [batch, e], using: &rng)
         let dy = Tensor(randomNormal: [batch, c, r, r], using: &rng)
-        var blockTimes: [Double] = []
+        // Ours and PyTorch alternately, three rounds, so both see the same machine load.
+        var blockTimes: [Double] = [], torchTimes: [Double] = [], torchFwd: [Double] = []
         for _ in 0..<3 {
-            blockTimes.append(medianSeconds(runs: runs) { _ = block.forward(x, emb: emb); _ = block.backward(dy) })
+            blockTimes.append(medianSeconds(runs: runs) { _ = block.forward(x, emb: emb); _ = block.backward(dy) } * 1e3)
+            if let t = torch?.block() { torchTimes.append(t.total); torchFwd.append(t.forward) }
         }
-        let ours = blockTimes.sorted()[1] * 1e3
+        let ours = blockTimes.sorted()[1]
         let oursFwd = medianSeconds(runs: runs) { _ = block.forward(x, emb: emb) } * 1e3
         emit("## Reference residual block (GroupNorm-SiLU-Conv3x3-(emb add)-GroupNorm-SiLU-Dropout-Conv3x3 + skip; \(c) ch, \(r)x\(r), batch \(batch), emb \(e))\n")
-        emit("| | forward ms | forward+backward ms |")
-        emit("|---|---:|---:|")
-        emit("| pdpipe engine (\(report.core), \(threads) threads) | \(f2(oursFwd)) | \(f2(ours)) (spread over 3 repeats \(f1(100 * spread(blockTimes))) %) |")
-        if let torch, let t = torch["block_ms"] as? Double, let tf = torch["block_forward_ms"] as? Double {
-            emit("| PyTorch \(torch["torch"] ?? "?") CPU fp32 (\(torch["threads"] ?? "?") threads) | \(f2(tf)) | \(f2(t)) |")
-            emit("\nRatio (ours / PyTorch, forward+backward): \(f2(ours / t)).")
+        emit("Three alternating rounds (ours, PyTorch, ours, ...); each entry is the median over rounds of per-round medians of \(runs) runs.\n")
+        emit("| | forward ms | forward+backward ms | per-round fwd+bwd ms |")
+        emit("|---|---:|---:|---|")
+        emit("| pdpipe engine (\(report.core), \(threads) threads) | \(f2(oursFwd)) | \(f2(ours)) | \(blockTimes.map(f1).joined(separator: ", ")) |")
+        if let torchInfo = torch?.info, torchTimes.count == 3 {
+            let t = torchTimes.sorted()[1]
+            emit("| PyTorch \(torchInfo["torch"] ?? "?") CPU fp32 (\(torchInfo["threads"] ?? "?") threads) | \(f2(torchFwd.sorted()[1])) | \(f2(t)) | \(torchTimes.map(f1).joined(separator: ", ")) |")
+            emit("\nRatio (ours / PyTorch, forward+backward time): \(f2(ours / t)).")
         } else {
-            emit("| PyTorch | skipped (\(noTorch ? "--no-torch" : "torch not importable")) | |")
+            emit("| PyTorch | skipped (\(noTorch ? "--no-torch" : "torch not importable")) | | |")
         }
+        emit("\nLoad at end (`uptime`): \(shell("uptime").trimmingCharacters(in: .whitespacesAndNewlines))")
         try FileManager.default.createDirectory(at: URL(fileURLWithPath: output).deletingLastPathComponent(), withIntermediateDirectories: true)
         try (md.joined(separator: "\n") + "\n").write(toFile: output, atomically: true, encoding: .utf8)
         print("\nwrote \(output)")
@@ -117,9 +145,28 @@ struct EngineBench: ParsableCommand {
 
     struct Rate { let label: String; let gflops: Double }
 
+    /// A square sgemm with preallocated operands: (wall GFLOP/s median, CPU seconds per call).
+    final class SgemmProbe {
+        let n: Int
+        var a: [Float], b: [Float], c: [Float]
+        init(n: Int) {
+            self.n = n
+            var rng = RandomGenerator(seed: 4)
+            a = (0..<n * n).map { _ in rng.uniform(-1, 1) }; b = a.reversed(); c = a
+        }
+        func measure(runs: Int) -> (gflops: Double, cpuSeconds: Double) {
+            let c0 = processCPUSeconds()
+            let n32 = Int32(n)
+            let t = medianSeconds(runs: runs) {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n32, n32, n32, 1, a, n32, b, n32, 0, &c, n32)
+            }
+            return (2 * pow(Double(n), 3) / t / 1e9, (processCPUSeconds() - c0) / Double(runs + 1))
+        }
+    }
+
     /// Square 1024 sgemm plus the GEMM shape of the 128-channel 3x3 conv at 16x16 (batch-wide).
-    func sgemmRates() -> [Rate] {
-        [(1024, 1024, 1024), (128, batch * 256, 1152)].map { (m, n, k) in
+    func sgemmRates(only: Int = 2) -> [Rate] {
+        [(1024, 1024, 1024), (128, batch * 256, 1152)].prefix(only).map { (m, n, k) in
             var rng = RandomGenerator(seed: 2)
             let a = (0..<m * k).map { _ in rng.uniform(-1, 1) }, b = (0..<k * n).map { _ in rng.uniform(-1, 1) }
             var c = [Float](repeating: 0, count: m * n)
@@ -128,15 +175,6 @@ struct EngineBench: ParsableCommand {
             }
             return Rate(label: "\(m) x \(n) x \(k)", gflops: 2 * Double(m * n * k) / t / 1e9)
         }
-    }
-
-    func runTorch(_ args: [String]) -> [String: Any]? {
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("reference/block_bench.py").path
-        let out = shell(([python, script] + args).map { "'\($0)'" }.joined(separator: " "))
-        guard let line = out.split(separator: "\n").last, let data = line.data(using: .utf8),
-              let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
-        return obj
     }
 }
 

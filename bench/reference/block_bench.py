@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """PyTorch CPU fp32 reference timings for `pdpipe-bench engine`.
 
+With --serve, stays alive and answers one JSON request per stdin line
+({"conv": [cin, cout, k, r]} or {"block": true}) with one JSON line, so the Swift
+benchmark can interleave PyTorch and its own measurements under the same machine load.
+
 Times forward+backward of (1) the reference residual block (EDM DDPM++ UNetBlock without
 attention: GroupNorm-SiLU-Conv3x3-(emb add)-GroupNorm-SiLU-Dropout-Conv3x3 + skip, times
 sqrt(0.5)) and (2) each conv shape passed in --convs, with the same shapes as the Swift side.
@@ -54,27 +58,27 @@ def main():
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--convs", default="[]", help='JSON list of [cin, cout, kernel, resolution]')
+    ap.add_argument("--serve", action="store_true", help="answer JSON requests on stdin, one per line")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    out = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    info = {"torch": torch.__version__, "threads": torch.get_num_threads()}
 
-    blk = Block(a.channels, a.emb, a.dropout)
-    x = torch.randn(a.batch, a.channels, a.resolution, a.resolution, requires_grad=True)
-    emb = torch.randn(a.batch, a.emb, requires_grad=True)
-    g = torch.randn(a.batch, a.channels, a.resolution, a.resolution)
+    def block_times():
+        blk = Block(a.channels, a.emb, a.dropout)
+        x = torch.randn(a.batch, a.channels, a.resolution, a.resolution, requires_grad=True)
+        emb = torch.randn(a.batch, a.emb, requires_grad=True)
+        g = torch.randn(a.batch, a.channels, a.resolution, a.resolution)
 
-    def block_step():
-        blk.zero_grad(set_to_none=False)
-        x.grad = None
-        emb.grad = None
-        blk(x, emb).backward(g)
+        def block_step():
+            blk.zero_grad(set_to_none=False)
+            x.grad = None
+            emb.grad = None
+            blk(x, emb).backward(g)
 
-    out["block_ms"] = median_ms(block_step, a.runs)
-    out["block_forward_ms"] = median_ms(lambda: blk(x, emb), a.runs)
+        return {"block_ms": median_ms(block_step, a.runs), "block_forward_ms": median_ms(lambda: blk(x, emb), a.runs)}
 
-    convs = {}
-    for cin, cout, k, r in json.loads(a.convs):
+    def conv_ms(cin, cout, k, r):
         conv = torch.nn.Conv2d(cin, cout, k, padding=k // 2)
         xi = torch.randn(a.batch, cin, r, r, requires_grad=True)
         gi = torch.randn(a.batch, cout, r, r)
@@ -84,8 +88,21 @@ def main():
             xi.grad = None
             conv(xi).backward(gi)
 
-        convs[f"{cin}-{cout}-{k}-{r}"] = median_ms(step, a.runs)
-    out["conv_ms"] = convs
+        return median_ms(step, a.runs)
+
+    if a.serve:
+        print(json.dumps(info), flush=True)
+        for line in sys.stdin:
+            req = json.loads(line)
+            if "conv" in req:
+                out = {"conv_ms": conv_ms(*req["conv"])}
+            else:
+                out = block_times()
+            print(json.dumps(out), flush=True)
+        return
+
+    out = dict(info, **block_times())
+    out["conv_ms"] = {f"{c[0]}-{c[1]}-{c[2]}-{c[3]}": conv_ms(*c) for c in json.loads(a.convs)}
     print(json.dumps(out))
 
 

@@ -12,4 +12,8 @@ typedef struct {
 } pd_cpu_features;
 
 pd_cpu_features pd_detect_cpu_features(void);
+
+/// glibc: keep freed memory in the heap (mallopt mmap/trim thresholds) so per-step buffers
+/// are reused instead of page-faulted and zero-filled again. No-op elsewhere.
+void pd_keep_freed_memory(void);
 #endif

@@ -1,10 +1,19 @@
 import COpenBLAS
 
-/// The OpenBLAS backend: convolution as im2col + one large sgemm per layer call
-/// (the whole batch at once, so BLAS sees big, well-shaped products), GroupNorm as
-/// vectorisable loops split over `Engine.parallelFor`.
+/// The OpenBLAS backend: convolution as im2col + sgemm, the batch split across threads with
+/// cache-sized image chunks per GEMM (see below); GroupNorm as vectorisable loops split over
+/// `Engine.parallelFor`.
 public struct BLASBackend: ComputeBackend {
-    public init() {}
+    /// How convolutions use the threads.
+    public enum ConvThreading: Sendable {
+        /// Split the batch across threads, single-threaded BLAS per worker (default).
+        case splitBatch
+        /// One thread drives chunks sequentially; OpenBLAS and the copy loops use all threads.
+        case threadedBLAS
+    }
+    public var convThreading: ConvThreading
+
+    public init(convThreading: ConvThreading = .splitBatch) { self.convThreading = convThreading }
     public var name: String { "openblas" }
 
     public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
@@ -15,109 +24,191 @@ public struct BLASBackend: ComputeBackend {
     }
 
     // MARK: convolution
+    //
+    // The batch is split across the engine's threads (`Engine.splitWork`); each worker runs
+    // single-threaded OpenBLAS on chunks of its images: im2col into a per-thread column buffer
+    // sized to stay in the core's L2, one GEMM per chunk, and the layout change to NCHW. No
+    // synchronisation between BLAS threads, and the columns never leave the core's cache.
+    // With a batch of one image (sampling a single image), BLAS uses all threads instead.
+
+    /// Images per GEMM chunk: a column buffer (K x chunk*P floats) of at most ~1 MB (half the
+    /// L2 of this machine's cores), at least one image.
+    func chunkImages(_ p: Conv2dShape) -> Int {
+        if Self.isPointwise(p) { return 1 }  // the image itself is the column matrix
+        let kk = p.inChannels * p.kernel * p.kernel, plane = p.outHeight * p.outWidth
+        let budget = convThreading == .splitBatch ? 1 << 20 : 8 << 20
+        return min(p.batch, max(1, budget / (4 * kk * plane)))
+    }
+
+    /// 1x1 without padding: im2col of one image is the image itself ([Cin, P]), so no copy.
+    static func isPointwise(_ p: Conv2dShape) -> Bool { p.kernel == 1 && p.padding == 0 }
+
+    /// The column matrix of `images`: the input itself for a single pointwise image, else `col` filled by im2col.
+    func columns(_ p: Conv2dShape, x: UnsafePointer<Float>, images: Range<Int>, col: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
+        if Self.isPointwise(p) && images.count == 1 { return x + images.lowerBound * p.inChannels * p.height * p.width }
+        im2col(p, x: x, images: images, col: col)
+        return UnsafePointer(col)
+    }
+
+    func split(_ count: Int, _ body: (_ worker: Int, _ range: Range<Int>) -> Void) {
+        if convThreading == .splitBatch { Engine.splitWork(count, body) } else { body(0, 0..<count) }
+    }
+    func workers(_ count: Int) -> Int { convThreading == .splitBatch ? Engine.workers(for: count) : 1 }
 
     public func conv2dForward(_ p: Conv2dShape, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                               bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
-        let kk = p.inChannels * p.kernel * p.kernel, np = p.batch * p.outHeight * p.outWidth
-        let col = Scratch.buffer(.col, count: kk * np)
-        im2col(p, x: x, col: col)
-        let out = Scratch.buffer(.gemmOut, count: p.outChannels * np)
-        sgemm(transA: false, transB: false, m: p.outChannels, n: np, k: kk, alpha: 1,
-              a: weight, lda: kk, b: col, ldb: np, beta: 0, c: out, ldc: np)
-        // [Cout, N*P] -> [N, Cout, P], adding the bias on the way.
-        let plane = p.outHeight * p.outWidth, cout = p.outChannels
-        Engine.parallelFor(p.batch * cout, costPerItem: plane) { r in
-            for nc in r {
-                let n = nc / cout, c = nc % cout
+        let kk = p.inChannels * p.kernel * p.kernel, plane = p.outHeight * p.outWidth, cout = p.outChannels
+        let chunk = chunkImages(p)
+        split(p.batch) { _, mine in
+            let col = Scratch.buffer(.col, count: kk * chunk * plane)
+            let out = Scratch.buffer(.gemmOut, count: cout * chunk * plane)
+            for n0 in stride(from: mine.lowerBound, to: mine.upperBound, by: chunk) {
+                let images = n0..<min(mine.upperBound, n0 + chunk)
+                let cols = columns(p, x: x, images: images, col: col)
+                gemmToImages(m: cout, k: kk, plane: plane, a: weight, col: cols, images: images, scratch: out, y: y, bias: bias)
+            }
+        }
+    }
+
+    /// y[n, 0..<m, P] = A[m, k] * col[k, images*P] (+ bias), for the images of one chunk. A single
+    /// image's product is already in NCHW order, so it is written in place; several images go
+    /// through `scratch` and are reordered.
+    func gemmToImages(m: Int, k: Int, plane: Int, a: UnsafePointer<Float>, col: UnsafePointer<Float>,
+                      images: Range<Int>, scratch: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>,
+                      bias: UnsafePointer<Float>?) {
+        let np = images.count * plane
+        if images.count == 1 {
+            let dst = y + images.lowerBound * m * plane
+            sgemm(transA: false, transB: false, m: m, n: np, k: k, alpha: 1, a: a, lda: k, b: col, ldb: np, beta: 0, c: dst, ldc: np)
+            if let bias { for c in 0..<m { let b = bias[c], row = dst + c * plane; for i in 0..<plane { row[i] += b } } }
+            return
+        }
+        sgemm(transA: false, transB: false, m: m, n: np, k: k, alpha: 1, a: a, lda: k, b: col, ldb: np, beta: 0, c: scratch, ldc: np)
+        for j in 0..<images.count {
+            for c in 0..<m {
                 let b = bias?[c] ?? 0
-                let src = out + c * np + n * plane, dst = y + nc * plane
+                let src = scratch + c * np + j * plane, dst = y + ((images.lowerBound + j) * m + c) * plane
                 for i in 0..<plane { dst[i] = src[i] + b }
             }
         }
     }
 
+    /// Backward. dW += dy * col(x)^T per chunk. For dx, instead of scattering W^T dy back with
+    /// col2im (a GEMM with the short inner dimension Cout, writing a Cin*k*k-row buffer), dx is
+    /// computed as the "full" correlation of dy with the flipped, transposed kernel:
+    /// dx[ci] = sum_co conv(dy[co], flip(W[co, ci])) with padding k-1-pad, i.e. a forward
+    /// convolution (im2col + GEMM with inner dimension Cout*k*k) of dy.
     public func conv2dBackward(_ p: Conv2dShape, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
                                dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?) {
-        let kk = p.inChannels * p.kernel * p.kernel, np = p.batch * p.outHeight * p.outWidth
-        let plane = p.outHeight * p.outWidth, cout = p.outChannels
-        // dy [N, Cout, P] -> dyT [Cout, N*P]
-        let dyT = Scratch.buffer(.gemmOut, count: cout * np)
-        Engine.parallelFor(p.batch * cout, costPerItem: plane) { r in
-            for nc in r {
-                let n = nc / cout, c = nc % cout
-                (dyT + c * np + n * plane).update(from: dy + nc * plane, count: plane)
-            }
-        }
+        let (k, cin, cout) = (p.kernel, p.inChannels, p.outChannels)
+        let kk = cin * k * k, plane = p.outHeight * p.outWidth
+        precondition(p.padding <= k - 1, "conv2dBackward: padding \(p.padding) > kernel - 1")
+        // The transposed problem: input dy [N, Cout, Ho, Wo] -> output dx [N, Cin, H, W].
+        let t = Conv2dShape(batch: p.batch, inChannels: cout, outChannels: cin, height: p.outHeight, width: p.outWidth,
+                            kernel: k, padding: k - 1 - p.padding)
+        let kkT = cout * k * k, planeIn = p.height * p.width
+        let chunk = min(chunkImages(p), chunkImages(t))
         if let dBias {
-            for c in 0..<cout {
-                var s: Float = 0
-                let row = dyT + c * np
-                for i in 0..<np { s += row[i] }
-                dBias[c] += s
+            for n in 0..<p.batch {
+                for c in 0..<cout {
+                    var s: Float = 0
+                    let row = dy + (n * cout + c) * plane
+                    for i in 0..<plane { s += row[i] }
+                    dBias[c] += s
+                }
             }
         }
-        // Recompute the columns instead of caching them: memory stays O(input) per layer.
-        let col = Scratch.buffer(.col, count: kk * np)
-        im2col(p, x: x, col: col)
-        sgemm(transA: false, transB: true, m: cout, n: kk, k: np, alpha: 1,
-              a: dyT, lda: np, b: col, ldb: np, beta: 1, c: dWeight, ldc: kk)
-        guard let dx else { return }
-        // dcol = W^T dyT, then scatter-add back to the image (reusing the column buffer).
-        sgemm(transA: true, transB: false, m: kk, n: np, k: cout, alpha: 1,
-              a: weight, lda: kk, b: dyT, ldb: np, beta: 0, c: col, ldc: np)
-        col2im(p, col: col, dx: dx)
+        // Flipped, transposed kernel: wT[ci, (co*k + ky)*k + kx] = W[co, ci, k-1-ky, k-1-kx].
+        let wT = UnsafeMutablePointer<Float>.allocate(capacity: cin * kkT)
+        defer { wT.deallocate() }
+        if dx != nil {
+            for ci in 0..<cin { for co in 0..<cout { for ky in 0..<k { for kx in 0..<k {
+                wT[ci * kkT + (co * k + ky) * k + kx] = weight[((co * cin + ci) * k + (k - 1 - ky)) * k + (k - 1 - kx)]
+            } } } }
+        }
+        // Each worker accumulates its images' weight gradient into its own slice; summed below.
+        let workers = workers(p.batch)
+        let partial = UnsafeMutablePointer<Float>.allocate(capacity: workers * cout * kk)
+        defer { partial.deallocate() }
+        partial.update(repeating: 0, count: workers * cout * kk)
+        split(p.batch) { worker, mine in
+            let col = Scratch.buffer(.col, count: max(kk * plane, kkT * planeIn) * chunk)
+            let buf = Scratch.buffer(.gemmOut, count: max(cout * plane, cin * planeIn) * chunk)
+            let dW = partial + worker * cout * kk
+            for n0 in stride(from: mine.lowerBound, to: mine.upperBound, by: chunk) {
+                let images = n0..<min(mine.upperBound, n0 + chunk)
+                let np = images.count * plane
+                // dyT [Cout, n*P]: a single image's dy already has this layout.
+                var dyT = UnsafePointer(dy + n0 * cout * plane)
+                if images.count > 1 {
+                    for j in 0..<images.count {
+                        for c in 0..<cout {
+                            (buf + c * np + j * plane).update(from: dy + ((n0 + j) * cout + c) * plane, count: plane)
+                        }
+                    }
+                    dyT = UnsafePointer(buf)
+                }
+                // Recompute the columns instead of caching them: memory stays O(input) per layer.
+                let cols = columns(p, x: x, images: images, col: col)
+                sgemm(transA: false, transB: true, m: cout, n: kk, k: np, alpha: 1,
+                      a: dyT, lda: np, b: cols, ldb: np, beta: 1, c: dW, ldc: kk)
+                guard let dx else { continue }
+                let colsT = columns(t, x: dy, images: images, col: col)
+                gemmToImages(m: cin, k: kkT, plane: planeIn, a: wT, col: colsT, images: images, scratch: buf, y: dx, bias: nil)
+            }
+        }
+        let total = cout * kk
+        Engine.parallelFor(total, costPerItem: workers) { r in
+            for i in r {
+                var s = dWeight[i]
+                for w in 0..<workers { s += partial[w * total + i] }
+                dWeight[i] = s
+            }
+        }
     }
 
-    /// col[(ci*k + ky)*k + kx, n*P + oy*Wo + ox] = x[n, ci, oy + ky - pad, ox + kx - pad] (0 outside).
-    func im2col(_ p: Conv2dShape, x: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>) {
+    /// col[(ci*k + ky)*k + kx, j*P + oy*Wo + ox] = x[n0 + j, ci, oy + ky - pad, ox + kx - pad] (0 outside),
+    /// for the images n0 + j in `images`.
+    func im2col(_ p: Conv2dShape, x: UnsafePointer<Float>, images: Range<Int>, col: UnsafeMutablePointer<Float>) {
         let (h, w, k, pad) = (p.height, p.width, p.kernel, p.padding)
         let (ho, wo) = (p.outHeight, p.outWidth)
-        let plane = ho * wo, np = p.batch * plane, cin = p.inChannels
-        Engine.parallelFor(cin * k * k, costPerItem: np) { r in
-            for row in r {
+        let plane = ho * wo, np = images.count * plane, cin = p.inChannels
+        if ho == h && wo == w {
+            // "Same" padding: each column row is the input plane shifted by (ky-pad)*W + (kx-pad),
+            // i.e. one contiguous copy, then the columns that wrapped around a row edge are zeroed.
+            for row in 0..<cin * k * k {
+                let ci = row / (k * k), dy = (row / k) % k - pad, dx = row % k - pad
+                let shift = dy * w + dx
+                let lo = min(plane, max(0, -shift)), hi = max(lo, min(plane, plane - shift))
+                for (j, n) in images.enumerated() {
+                    let src = x + (n * cin + ci) * plane
+                    let dst = col + row * np + j * plane
+                    if lo > 0 { dst.update(repeating: 0, count: lo) }
+                    if hi > lo { (dst + lo).update(from: src + lo + shift, count: hi - lo) }
+                    if hi < plane { (dst + hi).update(repeating: 0, count: plane - hi) }
+                    if dx < 0 { for oy in 0..<h { for c in 0..<min(w, -dx) { dst[oy * w + c] = 0 } } }
+                    if dx > 0 { for oy in 0..<h { for c in max(0, w - dx)..<w { dst[oy * w + c] = 0 } } }
+                }
+            }
+            return
+        }
+        for row in 0..<cin * k * k {
+            do {
                 let ci = row / (k * k), ky = (row / k) % k, kx = row % k
-                for n in 0..<p.batch {
+                // Valid ox range: 0 <= ox + kx - pad < w.
+                let lo = min(wo, max(0, pad - kx)), hi = max(lo, min(wo, w + pad - kx))
+                for (j, n) in images.enumerated() {
                     let src = x + (n * cin + ci) * h * w
-                    let dst = col + row * np + n * plane
+                    let dst = col + row * np + j * plane
                     for oy in 0..<ho {
                         let iy = oy + ky - pad
                         let d = dst + oy * wo
                         if iy < 0 || iy >= h { d.update(repeating: 0, count: wo); continue }
-                        let s = src + iy * w
-                        // Valid ox range: 0 <= ox + kx - pad < w.
-                        let lo = min(wo, max(0, pad - kx)), hi = min(wo, w + pad - kx)
-                        if lo > 0 { d.update(repeating: 0, count: lo) }
-                        if hi > lo { (d + lo).update(from: s + lo + kx - pad, count: hi - lo) }
-                        if hi < wo { (d + max(hi, lo)).update(repeating: 0, count: wo - max(hi, lo)) }
-                    }
-                }
-            }
-        }
-    }
-
-    /// The adjoint of `im2col`: dx[n, ci, iy, ix] = sum of the col entries that read it.
-    func col2im(_ p: Conv2dShape, col: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
-        let (h, w, k, pad) = (p.height, p.width, p.kernel, p.padding)
-        let (ho, wo) = (p.outHeight, p.outWidth)
-        let plane = ho * wo, np = p.batch * plane, cin = p.inChannels
-        // Parallel over (n, ci) planes: each dx plane is written by exactly one worker.
-        Engine.parallelFor(p.batch * cin, costPerItem: k * k * plane) { r in
-            for nci in r {
-                let n = nci / cin, ci = nci % cin
-                let d = dx + nci * h * w
-                d.update(repeating: 0, count: h * w)
-                for ky in 0..<k {
-                    for kx in 0..<k {
-                        let src = col + ((ci * k + ky) * k + kx) * np + n * plane
-                        let lo = max(0, pad - kx), hi = min(wo, w + pad - kx)
-                        if hi <= lo { continue }
-                        for oy in 0..<ho {
-                            let iy = oy + ky - pad
-                            if iy < 0 || iy >= h { continue }
-                            let s = src + oy * wo, dd = d + iy * w + kx - pad
-                            for ox in lo..<hi { dd[ox] += s[ox] }
-                        }
+                        let s = src + iy * w + kx - pad
+                        for ox in 0..<lo { d[ox] = 0 }
+                        for ox in lo..<hi { d[ox] = s[ox] }
+                        for ox in hi..<wo { d[ox] = 0 }
                     }
                 }
             }

@@ -4,11 +4,11 @@ import Foundation
 /// GEMM outputs). Growing-only, so a training loop stops allocating after its first step
 /// and the large buffers are not page-faulted in again on every layer call.
 enum Scratch {
-    enum Slot: Int { case col = 0, gemmOut = 1 }
+    enum Slot: Int, CaseIterable { case col = 0, gemmOut = 1 }
 
     final class Buffers {
-        var pointers: [UnsafeMutablePointer<Float>?] = [nil, nil]
-        var capacities: [Int] = [0, 0]
+        var pointers = [UnsafeMutablePointer<Float>?](repeating: nil, count: Slot.allCases.count)
+        var capacities = [Int](repeating: 0, count: Slot.allCases.count)
         deinit { for p in pointers { p?.deallocate() } }
     }
 

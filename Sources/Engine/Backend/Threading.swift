@@ -10,6 +10,10 @@ import COpenBLAS
 ///   which splits the work into at most `Engine.threads` chunks via `concurrentPerform`.
 /// - A `parallelFor` body never calls BLAS (the BLAS threads are idle while outer loops run,
 ///   and vice versa), so at most `threads` threads are busy at any moment.
+/// - The one exception is `Engine.splitWork` (used by convolution): it first drops OpenBLAS to
+///   one thread, then runs one worker per thread, each calling single-threaded BLAS on its own
+///   share of the batch; BLAS threads are restored afterwards. Again `threads` busy threads.
+/// - Engine compute is driven from one caller thread at a time (a training or sampling loop).
 public enum Engine {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var _threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
@@ -27,8 +31,18 @@ public enum Engine {
         openblas_set_num_threads(Int32(n))
     }
 
-    /// The backend new layers use when none is given.
-    public static let defaultBackend: any ComputeBackend = BLASBackend()
+    nonisolated(unsafe) private static var _defaultBackend: any ComputeBackend = BLASBackend()
+
+    /// The backend new layers use when none is given (OpenBLAS unless replaced at start-up,
+    /// e.g. by a oneDNN backend: `Engine.setDefaultBackend(...)` before building networks).
+    public static var defaultBackend: any ComputeBackend {
+        lock.lock(); defer { lock.unlock() }
+        return _defaultBackend
+    }
+
+    public static func setDefaultBackend(_ backend: any ComputeBackend) {
+        lock.lock(); _defaultBackend = backend; lock.unlock()
+    }
 
     /// Runs `body` over `0..<count` split into at most `threads` contiguous ranges.
     /// Small jobs (`count * costPerItem` below ~32k) run inline to avoid dispatch overhead.
@@ -46,6 +60,28 @@ public enum Engine {
             }
         }
     }
+}
+
+extension Engine {
+    /// Runs `body(worker, range)` for `min(threads, count)` workers on contiguous ranges of
+    /// `0..<count`, with OpenBLAS limited to one thread for the duration (see the policy above),
+    /// so each worker may call BLAS on its own data. With one worker, runs inline with BLAS
+    /// keeping all threads.
+    public static func splitWork(_ count: Int, _ body: (_ worker: Int, _ range: Range<Int>) -> Void) {
+        let t = min(threads, count)
+        if t <= 1 { if count > 0 { body(0, 0..<count) }; return }
+        openblas_set_num_threads(1)
+        defer { openblas_set_num_threads(Int32(threads)) }
+        withoutActuallyEscaping(body) { body in
+            let box = UncheckedSendable(body)
+            DispatchQueue.concurrentPerform(iterations: t) { i in
+                box.value(i, count * i / t ..< count * (i + 1) / t)
+            }
+        }
+    }
+
+    /// Number of workers `splitWork(count, _)` will use.
+    public static func workers(for count: Int) -> Int { max(1, min(threads, count)) }
 }
 
 /// Wraps a value the compiler cannot prove Sendable where the engine guarantees exclusive use.

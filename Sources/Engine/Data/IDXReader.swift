@@ -1,3 +1,5 @@
+import Foundation
+
 /// The IDX format of (Fashion-)MNIST: magic (0, 0, type 0x08 = uint8, rank), big-endian uint32
 /// dimensions, then the row-major bytes.
 public struct IDXArray: Sendable, Equatable {
@@ -49,5 +51,3 @@ public struct IDXArray: Sendable, Equatable {
         return try IDXArray(parsing: raw, name: url.path)
     }
 }
-
-import Foundation

@@ -5,6 +5,9 @@ public final class Conv2d: Layer {
     public let weight: Parameter
     public let bias: Parameter?
     public let backend: any ComputeBackend
+    /// When false, `backward` skips dL/dx (returns zeros) — for a network's first conv, whose
+    /// input is data. Parameter gradients are computed either way.
+    public var computesInputGradient = true
     private var input: Tensor?
 
     public init(inChannels: Int, outChannels: Int, kernel: Int, padding: Int? = nil, bias: Bool = true,
@@ -53,7 +56,9 @@ public final class Conv2d: Layer {
         guard let x = input else { preconditionFailure("Conv2d.backward before forward") }
         let g = geometry(x.shape)
         precondition(dy.shape == [g.batch, outChannels, g.outHeight, g.outWidth], "Conv2d.backward: dy shape \(dy.shape)")
+        let wantDx = computesInputGradient
         return Tensor(shape: x.shape) { dx in
+            if !wantDx { dx.update(repeating: 0) }
             x.data.withUnsafeBufferPointer { xp in
                 weight.value.data.withUnsafeBufferPointer { wp in
                     dy.data.withUnsafeBufferPointer { dyp in
@@ -61,11 +66,11 @@ public final class Conv2d: Layer {
                             if let bias {
                                 bias.grad.data.withUnsafeMutableBufferPointer { dbp in
                                     backend.conv2dBackward(g, x: xp.baseAddress!, weight: wp.baseAddress!, dy: dyp.baseAddress!,
-                                                           dx: dx.baseAddress!, dWeight: dwp.baseAddress!, dBias: dbp.baseAddress!)
+                                                           dx: wantDx ? dx.baseAddress! : nil, dWeight: dwp.baseAddress!, dBias: dbp.baseAddress!)
                                 }
                             } else {
                                 backend.conv2dBackward(g, x: xp.baseAddress!, weight: wp.baseAddress!, dy: dyp.baseAddress!,
-                                                       dx: dx.baseAddress!, dWeight: dwp.baseAddress!, dBias: nil)
+                                                       dx: wantDx ? dx.baseAddress! : nil, dWeight: dwp.baseAddress!, dBias: nil)
                             }
                         }
                     }

@@ -3,8 +3,8 @@
 /// - **Forward caches.** A layer is a class. `forward(_:)` computes the output and keeps
 ///   what its backward needs (usually the input, sometimes statistics) in the instance.
 ///   One instance = one call site per step: `forward` then `backward`, in that order; a
-///   second `forward` overwrites the cache. Use `forward(_:training: false)` semantics via
-///   `isTraining = false` (only Dropout changes behaviour) for sampling; forward still caches.
+///   second `forward` overwrites the cache. For sampling set `Dropout.isTraining = false`
+///   (the only layer whose forward depends on the mode); forward still caches, which is harmless.
 /// - **Backward accumulates.** `backward(_ dy:)` returns dL/dx for the cached forward and
 ///   ADDS dL/dparam into each `Parameter.grad` (`+=`), so gradients from several
 ///   calls/micro-batches sum up. Call `zeroGrad()` before each optimiser step's first backward.
@@ -16,6 +16,14 @@
 /// - **Shapes.** Float32, NCHW for images, [N, features] for vectors. Layers check shapes
 ///   with `precondition` (a shape mismatch is a programming error, not user input).
 /// - **Compute.** Heavy kernels go through `ComputeBackend` (default `Engine.defaultBackend`).
+///   Executables call `Engine.startUp(threads:)` once (threads, OpenBLAS kernel selection);
+///   see Backend/Threading.swift for the threading policy. A network's first conv can set
+///   `computesInputGradient = false` (its input is data) to skip that work.
+/// - **Init.** `WeightInit` (EDM's xavier-uniform; `.nearZero` = init_weight 1e-5 for the last
+///   conv of a block and the output conv). Parameter-free wiring helpers with their backward:
+///   `concatChannels`/`splitChannels`, `addChannelwise`/`sumSpatial`, `addScaled`.
+/// - **Optimiser/EMA.** `Adam(parameters:)` + `step(lr:)` (sanitises grads first);
+///   `EMA(from:)` + `update(from:beta:)` + `copy(into:)`; both keep the parameter-list order.
 public final class Parameter {
     public var value: Tensor
     public var grad: Tensor

@@ -45,15 +45,20 @@ public final class SelfAttention: Layer {
                         (kb + dst).update(from: src + p, count: p)
                         (vb + dst).update(from: src + 2 * p, count: p)
                     } }
-                    for i in 0..<n {
-                        let (qi, ki, vi, wi) = (qb + i * c * p, kb + i * c * p, vb + i * c * p, wb + i * p * p)
-                        // S[q, k] = sum_c Q[c, q] K[c, k] / sqrt(C)
-                        backend.sgemm(transA: true, transB: false, m: p, n: p, k: c, alpha: scale,
-                                      a: qi, lda: p, b: ki, ldb: p, beta: 0, c: wi, ldc: p)
-                        softmaxRows(wi, rows: p, cols: p)
-                        // A[c, q] = sum_k V[c, k] W[q, k]
-                        backend.sgemm(transA: false, transB: true, m: c, n: p, k: p, alpha: 1,
-                                      a: vi, lda: p, b: wi, ldb: p, beta: 0, c: ab + i * c * p, ldc: p)
+                    // Images are independent: split them across threads (single-threaded BLAS each).
+                    let shared = UncheckedSendable((qb, kb, vb, wb, ab))
+                    Engine.splitWork(n) { _, images in
+                        let (qb, kb, vb, wb, ab) = shared.value
+                        for i in images {
+                            let (qi, ki, vi, wi) = (qb + i * c * p, kb + i * c * p, vb + i * c * p, wb + i * p * p)
+                            // S[q, k] = sum_c Q[c, q] K[c, k] / sqrt(C)
+                            backend.sgemm(transA: true, transB: false, m: p, n: p, k: c, alpha: scale,
+                                          a: qi, lda: p, b: ki, ldb: p, beta: 0, c: wi, ldc: p)
+                            softmaxRows(wi, rows: p, cols: p)
+                            // A[c, q] = sum_k V[c, k] W[q, k]
+                            backend.sgemm(transA: false, transB: true, m: c, n: p, k: p, alpha: 1,
+                                          a: vi, lda: p, b: wi, ldb: p, beta: 0, c: ab + i * c * p, ldc: p)
+                        }
                     }
                 } }
             } } }
@@ -67,48 +72,46 @@ public final class SelfAttention: Layer {
         precondition(w.count == n * p * p, "SelfAttention.backward before forward")
         let scale = 1 / Float(c).squareRoot()
         var dt = Tensor(zeros: [n, 3 * c, spatialShape.0, spatialShape.1])
-        var dw = [Float](repeating: 0, count: p * p)
-        var dq = [Float](repeating: 0, count: c * p), dk = dq, dv = dq
         da.data.withUnsafeBufferPointer { dap in
             q.withUnsafeBufferPointer { qp in k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
                 w.withUnsafeBufferPointer { wp in dt.data.withUnsafeMutableBufferPointer { dtp in
-                    dw.withUnsafeMutableBufferPointer { dwp in dq.withUnsafeMutableBufferPointer { dqp in
-                        dk.withUnsafeMutableBufferPointer { dkp in dv.withUnsafeMutableBufferPointer { dvp in
-                            let dwb = dwp.baseAddress!
-                            for i in 0..<n {
-                                let off = i * c * p
-                                let (dai, qi, ki, vi, wi) = (dap.baseAddress! + off, qp.baseAddress! + off, kp.baseAddress! + off,
-                                                             vp.baseAddress! + off, wp.baseAddress! + i * p * p)
-                                // dV[c, k] = sum_q dA[c, q] W[q, k]
-                                backend.sgemm(transA: false, transB: false, m: c, n: p, k: p, alpha: 1,
-                                              a: dai, lda: p, b: wi, ldb: p, beta: 0, c: dvp.baseAddress!, ldc: p)
-                                // dW[q, k] = sum_c dA[c, q] V[c, k]
-                                backend.sgemm(transA: true, transB: false, m: p, n: p, k: c, alpha: 1,
-                                              a: dai, lda: p, b: vi, ldb: p, beta: 0, c: dwb, ldc: p)
-                                // Softmax backward in place: dS = W * (dW - rowsum(dW * W)).
-                                Engine.parallelFor(p, costPerItem: 2 * p) { r in
-                                    for row in r {
-                                        let wr = wi + row * p, dr = dwb + row * p
-                                        var s: Float = 0
-                                        for j in 0..<p { s += wr[j] * dr[j] }
-                                        for j in 0..<p { dr[j] = wr[j] * (dr[j] - s) }
-                                    }
-                                }
-                                // dQ[c, q] = sum_k K[c, k] dS[q, k] / sqrt(C); dK[c, k] = sum_q Q[c, q] dS[q, k] / sqrt(C)
-                                backend.sgemm(transA: false, transB: true, m: c, n: p, k: p, alpha: scale,
-                                              a: ki, lda: p, b: dwb, ldb: p, beta: 0, c: dqp.baseAddress!, ldc: p)
-                                backend.sgemm(transA: false, transB: false, m: c, n: p, k: p, alpha: scale,
-                                              a: qi, lda: p, b: dwb, ldb: p, beta: 0, c: dkp.baseAddress!, ldc: p)
-                                // Re-interleave into the qkv conv's channel layout.
-                                for ch in 0..<c {
-                                    let dst = dtp.baseAddress! + (i * 3 * c + 3 * ch) * p
-                                    dst.update(from: dqp.baseAddress! + ch * p, count: p)
-                                    (dst + p).update(from: dkp.baseAddress! + ch * p, count: p)
-                                    (dst + 2 * p).update(from: dvp.baseAddress! + ch * p, count: p)
-                                }
+                    let shared = UncheckedSendable((dap.baseAddress!, qp.baseAddress!, kp.baseAddress!, vp.baseAddress!, wp.baseAddress!, dtp.baseAddress!))
+                    // Images are independent: split them across threads, each with its own scratch.
+                    Engine.splitWork(n) { _, images in
+                        let (dab, qb, kb, vb, wb, dtb) = shared.value
+                        let dwb = UnsafeMutablePointer<Float>.allocate(capacity: p * p + 3 * c * p)
+                        defer { dwb.deallocate() }
+                        let (dqb, dkb, dvb) = (dwb + p * p, dwb + p * p + c * p, dwb + p * p + 2 * c * p)
+                        for i in images {
+                            let off = i * c * p
+                            let (dai, qi, ki, vi, wi) = (dab + off, qb + off, kb + off, vb + off, wb + i * p * p)
+                            // dV[c, k] = sum_q dA[c, q] W[q, k]
+                            backend.sgemm(transA: false, transB: false, m: c, n: p, k: p, alpha: 1,
+                                          a: dai, lda: p, b: wi, ldb: p, beta: 0, c: dvb, ldc: p)
+                            // dW[q, k] = sum_c dA[c, q] V[c, k]
+                            backend.sgemm(transA: true, transB: false, m: p, n: p, k: c, alpha: 1,
+                                          a: dai, lda: p, b: vi, ldb: p, beta: 0, c: dwb, ldc: p)
+                            // Softmax backward in place: dS = W * (dW - rowsum(dW * W)).
+                            for row in 0..<p {
+                                let wr = wi + row * p, dr = dwb + row * p
+                                var s: Float = 0
+                                for j in 0..<p { s += wr[j] * dr[j] }
+                                for j in 0..<p { dr[j] = wr[j] * (dr[j] - s) }
                             }
-                        } }
-                    } }
+                            // dQ[c, q] = sum_k K[c, k] dS[q, k] / sqrt(C); dK[c, k] = sum_q Q[c, q] dS[q, k] / sqrt(C)
+                            backend.sgemm(transA: false, transB: true, m: c, n: p, k: p, alpha: scale,
+                                          a: ki, lda: p, b: dwb, ldb: p, beta: 0, c: dqb, ldc: p)
+                            backend.sgemm(transA: false, transB: false, m: c, n: p, k: p, alpha: scale,
+                                          a: qi, lda: p, b: dwb, ldb: p, beta: 0, c: dkb, ldc: p)
+                            // Re-interleave into the qkv conv's channel layout.
+                            for ch in 0..<c {
+                                let dst = dtb + (i * 3 * c + 3 * ch) * p
+                                dst.update(from: dqb + ch * p, count: p)
+                                (dst + p).update(from: dkb + ch * p, count: p)
+                                (dst + 2 * p).update(from: dvb + ch * p, count: p)
+                            }
+                        }
+                    }
                 } }
             } } }
         }
@@ -116,10 +119,10 @@ public final class SelfAttention: Layer {
     }
 }
 
-/// Numerically stable softmax of each row, in place.
+/// Numerically stable softmax of each row, in place (sequential: called per worker).
 func softmaxRows(_ m: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
-    Engine.parallelFor(rows, costPerItem: 4 * cols) { r in
-        for row in r {
+    do {
+        for row in 0..<rows {
             let x = m + row * cols
             var mx = -Float.infinity
             for j in 0..<cols { mx = max(mx, x[j]) }
