@@ -66,7 +66,10 @@ import Testing
         let (file, loaded) = try FeatureNetFile.load(out)
         #expect(file.name == "pattern-classifier")
         let batch = testSet.batch(indices: [0, 1, 2])
-        #expect(loaded.features(batch) == result.network.features(batch))
+        // Same weights -> same features (up to the rounding of the BLAS kernel in use).
+        let (f1, f2) = (loaded.features(batch).data, result.network.features(batch).data)
+        let scale = f2.map(abs).max()!
+        #expect(zip(f1, f2).allSatisfy { abs($0 - $1) <= 1e-5 * scale } && scale > 0)
     }
 
     /// FD under the random CNN, and under a briefly trained classifier, ranks
