@@ -139,4 +139,42 @@ import Testing
             "\(error)".contains(InceptionV3.weightsFileName) && "\(error)".contains("weights:") && error is StageError
         }
     }
+
+    static let torchAvailable: Bool = {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", "import torch"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return false }
+        p.waitUntilExit()
+        return p.terminationStatus == 0
+    }()
+
+    /// The Inception route end to end, with random weights standing in for the real file
+    /// (written by reference/inception_check.py): only this extractor's distance is "FID".
+    @Test(.enabled(if: torchAvailable, "python3 with torch not installed"))
+    func inceptionRouteReportsFID() throws {
+        defer { try? FileManager.default.removeItem(at: root) }
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("reference/inception_check.py")
+        let weightsDir = root.appendingPathComponent("random-inception")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", script.path, weightsDir.path, "--images", "1", "--size", "16"]
+        p.standardOutput = FileHandle.nullDevice
+        try p.run(); p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        let weights = weightsDir.appendingPathComponent("weights.pth")
+        let data = try artifact("data", Self.patterns(6, seed: 1).0, labels: nil)
+        let samples = try artifact("samples", Self.patterns(5, seed: 2).0, labels: nil)
+        let params: [String: ParamValue] = ["extractor": .string("inception-v3"), "weights": .string(weights.path), "swd_images": .int(0)]
+        let ref = try run(RefStatsStage(), "refstats", params: params, inputs: ["data": data])
+        #expect(try ExtractorSpec.read(from: ref.output).name == "inception-v3")
+        #expect(try FeatureStatistics(contentsOf: ref.output).dimension == 2048)
+        let fid = try run(FIDStage(), "fid", params: ["weights": .string(weights.path), "kid_subsets": .int(3)],
+                          inputs: ["samples": samples, "refstats": ref.output])
+        #expect(fid.outcome.metrics["FID"] != nil && fid.outcome.metrics["KID"] != nil)
+        #expect(fid.outcome.metrics.keys.allSatisfy { !$0.hasPrefix("FD_") })
+    }
 }
