@@ -51,7 +51,8 @@ public struct FIDStage: StageKind {
             let seed = UInt64(p["seed"]?.intValue ?? 0)
             var options = FeatureStatisticsOptions()
             options.maxImages = p["max_images"]?.intValue ?? 0
-            options.kidFeatures = Int.max
+            // KID draws subsets of ~1000; 10k sample rows are plenty and bound memory (50k x 2048 floats would be 400 MB).
+            options.kidFeatures = max(10_000, p["kid_subset_size"]?.intValue ?? 1000)
             options.batchSize = p["batch_size"]?.intValue ?? 50
             options.seed = seed
             let wantSWD = (p["swd"]?.boolValue ?? true) && reference.patches != nil
