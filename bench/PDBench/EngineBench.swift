@@ -73,7 +73,7 @@ struct EngineBench: ParsableCommand {
         let torch = noTorch ? nil : TorchReference(python: python, threads: threads, batch: batch, runs: runs)
         emit("## Convolutions of the benchmark U-Net (model_channels 64, mult [1,2,2], 2 blocks, attention at 16, 5 -> 3 channels, R = 32, batch \(batch))\n")
         emit("Forward+backward GFLOP/s = 3 x forward FLOPs / (forward + backward time). \"% of sgemm\" compares with a 1024^3 sgemm measured right before each shape (the machine is shared; global rate in this run \(f1(sgemmRate)) GFLOP/s). PyTorch is measured right after each shape (persistent process, same shapes).\n")
-        emit("CPU-time columns divide the same FLOPs by the process's CPU seconds instead of wall seconds (GFLOP per CPU-second, summed over threads): less sensitive to other processes taking the cores.\n")
+        emit("\"CPU-time % of sgemm\" is per-core efficiency: the conv's FLOPs per CPU-second of this process (all threads) over a single-threaded 1024^3 sgemm's FLOPs per CPU-second, measured at the same moment; it is less sensitive to other processes taking the cores than wall time.\n")
         emit("| conv (Cin -> Cout, k, R) | uses | fwd ms | bwd ms | fwd+bwd GFLOP/s | sgemm GFLOP/s (same moment) | % of sgemm | CPU-time % of sgemm | PyTorch fwd+bwd ms | ours / PyTorch time |")
         emit("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         var totalFlops = 0.0, totalTime = 0.0, totalTorch = 0.0, totalSgemmTime = 0.0, totalCPU = 0.0, totalSgemmCPU = 0.0
@@ -154,13 +154,19 @@ struct EngineBench: ParsableCommand {
             var rng = RandomGenerator(seed: 4)
             a = (0..<n * n).map { _ in rng.uniform(-1, 1) }; b = a.reversed(); c = a
         }
+        /// Wall GFLOP/s with all threads, and CPU seconds per call of a single-threaded sgemm
+        /// (a per-core baseline free of OpenBLAS's spin-waiting, which inflates CPU time).
         func measure(runs: Int) -> (gflops: Double, cpuSeconds: Double) {
-            let c0 = processCPUSeconds()
             let n32 = Int32(n)
             let t = medianSeconds(runs: runs) {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n32, n32, n32, 1, a, n32, b, n32, 0, &c, n32)
             }
-            return (2 * pow(Double(n), 3) / t / 1e9, (processCPUSeconds() - c0) / Double(runs + 1))
+            openblas_set_num_threads(1)
+            let c0 = processCPUSeconds()
+            for _ in 0..<runs { cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n32, n32, n32, 1, a, n32, b, n32, 0, &c, n32) }
+            let cpu = (processCPUSeconds() - c0) / Double(runs)
+            openblas_set_num_threads(Int32(Engine.threads))
+            return (2 * pow(Double(n), 3) / t / 1e9, cpu)
         }
     }
 

@@ -109,16 +109,6 @@ public struct BLASBackend: ComputeBackend {
                             kernel: k, padding: k - 1 - p.padding)
         let kkT = cout * k * k, planeIn = p.height * p.width
         let chunk = min(chunkImages(p), chunkImages(t))
-        if let dBias {
-            for n in 0..<p.batch {
-                for c in 0..<cout {
-                    var s: Float = 0
-                    let row = dy + (n * cout + c) * plane
-                    for i in 0..<plane { s += row[i] }
-                    dBias[c] += s
-                }
-            }
-        }
         // Flipped, transposed kernel: wT[ci, (co*k + ky)*k + kx] = W[co, ci, k-1-ky, k-1-kx].
         let wT = UnsafeMutablePointer<Float>.allocate(capacity: cin * kkT)
         defer { wT.deallocate() }
@@ -127,15 +117,25 @@ public struct BLASBackend: ComputeBackend {
                 wT[ci * kkT + (co * k + ky) * k + kx] = weight[((co * cin + ci) * k + (k - 1 - ky)) * k + (k - 1 - kx)]
             } } } }
         }
-        // Each worker accumulates its images' weight gradient into its own slice; summed below.
+        // Each worker accumulates its images' weight and bias gradients into its own slice
+        // (cout*kk weight values, then cout bias values); summed below.
         let workers = workers(p.batch)
-        let partial = UnsafeMutablePointer<Float>.allocate(capacity: workers * cout * kk)
+        let slice = cout * kk + cout
+        let partial = UnsafeMutablePointer<Float>.allocate(capacity: workers * slice)
         defer { partial.deallocate() }
-        partial.update(repeating: 0, count: workers * cout * kk)
+        partial.update(repeating: 0, count: workers * slice)
         split(p.batch) { worker, mine in
             let col = Scratch.buffer(.col, count: max(kk * plane, kkT * planeIn) * chunk)
             let buf = Scratch.buffer(.gemmOut, count: max(cout * plane, cin * planeIn) * chunk)
-            let dW = partial + worker * cout * kk
+            let dW = partial + worker * slice, dB = dW + cout * kk
+            if dBias != nil {
+                for n in mine { for c in 0..<cout {
+                    let row = dy + (n * cout + c) * plane
+                    var s: Float = 0
+                    for i in 0..<plane { s += row[i] }
+                    dB[c] += s
+                } }
+            }
             for n0 in stride(from: mine.lowerBound, to: mine.upperBound, by: chunk) {
                 let images = n0..<min(mine.upperBound, n0 + chunk)
                 let np = images.count * plane
@@ -162,9 +162,12 @@ public struct BLASBackend: ComputeBackend {
         Engine.parallelFor(total, costPerItem: workers) { r in
             for i in r {
                 var s = dWeight[i]
-                for w in 0..<workers { s += partial[w * total + i] }
+                for w in 0..<workers { s += partial[w * slice + i] }
                 dWeight[i] = s
             }
+        }
+        if let dBias {
+            for c in 0..<cout { for w in 0..<workers { dBias[c] += partial[w * slice + total + c] } }
         }
     }
 
