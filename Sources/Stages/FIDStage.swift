@@ -1,0 +1,109 @@
+import Engine
+import Foundation
+
+/// `kind: fid` — distances between a sample artifact and a refstats artifact, with the
+/// extractor the refstats were computed with: `FD_<extractor>` (`FID` only with the
+/// Inception-v3 weights), `KID_<extractor>` (mean, and `_std` over subsets), the
+/// multi-scale `SWD` (x 10³, per level `SWD_<resolution>` and averaged) when the
+/// refstats kept patch descriptors, and the sample count.
+///
+/// Inputs: the samples (a dataset-format artifact) and the refstats artifact.
+public struct FIDStage: StageKind {
+    public init() {}
+    public var name: String { "fid" }
+    public var version: Int { 1 }
+
+    public var params: [ParamSpec] {
+        @Sendable func positive(_ v: ParamValue) -> String? { (v.intValue ?? 0) >= 1 ? nil : "must be a positive integer" }
+        return [
+            ParamSpec("max_images", .int, default: .int(0), help: "samples used (seeded random subset); 0: all",
+                      check: { ($0.intValue ?? -1) >= 0 ? nil : "must be 0 or a positive count" }),
+            ParamSpec("kid_subsets", .int, default: .int(100), help: "KID subsets (torch-fidelity/clean-fid default 100)", check: positive),
+            ParamSpec("kid_subset_size", .int, default: .int(1000), help: "KID subset size (clipped to the smaller set)", check: positive),
+            ParamSpec("swd", .bool, default: .bool(true), help: "also report the sliced Wasserstein distance when the refstats kept patches"),
+            ParamSpec("weights", .string, default: .string(""), help: "inception-v3 weights (as in refstats)"),
+            ParamSpec("batch_size", .int, default: .int(50), help: "images per feature-extraction batch", check: positive),
+            ParamSpec("seed", .int, default: .int(0), help: "seed of subsets and projections",
+                      check: { ($0.intValue ?? -1) >= 0 ? nil : "must be a non-negative integer" }),
+        ]
+    }
+
+    public func run(_ context: StageContext) throws -> StageOutcome {
+        let p = context.params
+        var refURL: URL?, samples: DatasetArtifact?
+        for (name, url) in context.inputs.sorted(by: { $0.key < $1.key }) {
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent(FeatureStatistics.manifestName).path) {
+                guard refURL == nil else { throw StageError("fid: more than one refstats input") }
+                refURL = url
+            } else {
+                guard samples == nil else { throw StageError("fid: more than one sample input") }
+                samples = try FeatureNetStage.openDataset(url, input: name)
+            }
+        }
+        guard let refURL, let samples else { throw StageError("fid: needs a sample artifact and a refstats artifact as inputs") }
+        do {
+            let reference = try FeatureStatistics(contentsOf: refURL)
+            let spec = try ExtractorSpec.read(from: refURL)
+            guard samples.channels == spec.channels, samples.resolution == spec.resolution else {
+                throw StageError("fid: samples are \(samples.channels)-channel \(samples.resolution)x\(samples.resolution), the reference statistics \(spec.channels)-channel \(spec.resolution)x\(spec.resolution)")
+            }
+            let extractor = try Self.extractor(spec, refstats: refURL, context: context)
+            let seed = UInt64(p["seed"]?.intValue ?? 0)
+            var options = FeatureStatisticsOptions()
+            options.maxImages = p["max_images"]?.intValue ?? 0
+            // KID draws subsets of ~1000; 10k sample rows are plenty and bound memory (50k x 2048 floats would be 400 MB).
+            options.kidFeatures = max(10_000, p["kid_subset_size"]?.intValue ?? 1000)
+            options.batchSize = p["batch_size"]?.intValue ?? 50
+            options.seed = seed
+            let wantSWD = (p["swd"]?.boolValue ?? true) && reference.patches != nil
+            if wantSWD, let ref = reference.patches {
+                options.swd = ref.config
+                options.swdImages = ref.imageCount
+            }
+            let started = Date()
+            let stats = try FeatureStatisticsBuilder.compute(samples, extractor: extractor, options: options,
+                                                             progress: RefStatsStage.progress(context, label: extractor.name))
+            var metrics: [String: Double] = ["samples": Double(stats.count)]
+            let fd = try stats.frechetDistance(to: reference)
+            metrics[spec.frechetMetricName] = fd
+            let kid = try KernelDistance(stats.kidFeatures, reference.kidFeatures, dimension: stats.dimension,
+                                         subsets: p["kid_subsets"]?.intValue ?? 100,
+                                         subsetSize: p["kid_subset_size"]?.intValue ?? 1000, seed: seed)
+            metrics[spec.kernelMetricName] = kid.mean
+            metrics[spec.kernelMetricName + "_std"] = kid.standardDeviation
+            var summary = String(format: "%@ %.4f, %@ %.5f ± %.5f", spec.frechetMetricName, fd, spec.kernelMetricName, kid.mean, kid.standardDeviation)
+            if wantSWD, let ref = reference.patches, let ours = stats.patches {
+                let swd = try SlicedWassersteinDistance(ours, ref, seed: seed)
+                metrics["SWD"] = swd.average
+                for (level, value) in swd.perLevel.enumerated() { metrics["SWD_\(samples.resolution >> level)"] = value }
+                summary += String(format: ", SWD %.2f", swd.average)
+            }
+            metrics["seconds"] = Date().timeIntervalSince(started)
+            context.emit(.log("fid: \(stats.count) samples: \(summary)"))
+            return StageOutcome(metrics: metrics)
+        } catch let error as MetricsError {
+            throw StageError("fid: \(error.message)")
+        }
+    }
+
+    /// Rebuilds the extractor a refstats artifact was computed with.
+    static func extractor(_ spec: ExtractorSpec, refstats: URL, context: StageContext) throws -> any FeatureExtractor {
+        switch spec.kind {
+        case "featurenet":
+            let (file, net) = try FeatureNetFile.load(refstats.appendingPathComponent(ExtractorSpec.featureNetDirectory))
+            return ConvNetFeatureExtractor(name: file.name, network: net)
+        case "inception-v3":
+            let path = context.params["weights"]?.stringValue ?? ""
+            let url = try InceptionV3.locateWeights(path: path.isEmpty ? nil : context.path(path), projectDirectory: context.projectDirectory)
+            let bytes = (try FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
+            if let expected = spec.weightsBytes, expected != bytes {
+                throw StageError("fid: \(url.path) has \(bytes) bytes, but the reference statistics were computed with a \(expected)-byte weights file")
+            }
+            return InceptionFeatureExtractor(network: try InceptionV3(contentsOf: url))
+        case "random-cnn":
+            return try ConvNetFeatureExtractor.randomCNN(channels: spec.channels, resolution: spec.resolution, seed: spec.seed)
+        default:
+            throw StageError("fid: \(refstats.path)/\(ExtractorSpec.fileName): unknown extractor kind \(spec.kind)")
+        }
+    }
+}
