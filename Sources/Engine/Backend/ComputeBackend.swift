@@ -1,0 +1,55 @@
+/// The seam between layers and the numeric kernels.
+///
+/// Layers call only these entry points for their heavy work, so a second
+/// implementation (e.g. oneDNN) can replace `BLASBackend` without touching the
+/// layers' callers: construct layers with `backend:` or change `Engine.defaultBackend`.
+/// All buffers are contiguous Float32, row-major; images are NCHW.
+public protocol ComputeBackend: Sendable {
+    var name: String { get }
+
+    /// C = alpha * op(A) * op(B) + beta * C, row-major (CBLAS semantics).
+    func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+               a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+               beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int)
+
+    /// y[N, Cout, H', W'] = conv(x[N, Cin, H, W], w[Cout, Cin, k, k]) + bias, stride 1, padding `pad`.
+    func conv2dForward(_ p: Conv2dShape, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                       bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>)
+    /// Given dy, returns dx (overwritten) and accumulates into dWeight / dBias.
+    func conv2dBackward(_ p: Conv2dShape, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                        dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
+                        dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?)
+
+    /// GroupNorm forward: y = (x - mean_g) * rstd_g * gamma_c + beta_c; writes mean/rstd per (n, g).
+    func groupNormForward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                          beta: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                          mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>)
+    /// GroupNorm backward: writes dx, accumulates dGamma / dBeta.
+    func groupNormBackward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                           mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                           dx: UnsafeMutablePointer<Float>, dGamma: UnsafeMutablePointer<Float>,
+                           dBeta: UnsafeMutablePointer<Float>)
+}
+
+/// Geometry of a stride-1 square-kernel convolution.
+public struct Conv2dShape: Hashable, Sendable {
+    public var batch, inChannels, outChannels, height, width, kernel, padding: Int
+    public init(batch: Int, inChannels: Int, outChannels: Int, height: Int, width: Int, kernel: Int, padding: Int) {
+        (self.batch, self.inChannels, self.outChannels) = (batch, inChannels, outChannels)
+        (self.height, self.width, self.kernel, self.padding) = (height, width, kernel, padding)
+    }
+    public var outHeight: Int { height + 2 * padding - kernel + 1 }
+    public var outWidth: Int { width + 2 * padding - kernel + 1 }
+    /// Multiply-adds of the forward pass times two (backward costs twice this).
+    public var forwardFlops: Double {
+        2.0 * Double(batch * outChannels * outHeight * outWidth) * Double(inChannels * kernel * kernel)
+    }
+}
+
+public struct GroupNormShape: Hashable, Sendable {
+    public var batch, channels, spatial, groups: Int
+    public var eps: Float
+    public init(batch: Int, channels: Int, spatial: Int, groups: Int, eps: Float) {
+        (self.batch, self.channels, self.spatial, self.groups, self.eps) = (batch, channels, spatial, groups, eps)
+    }
+}

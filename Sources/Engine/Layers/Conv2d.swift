@@ -1,0 +1,76 @@
+/// 2-D convolution, stride 1, square kernel (3x3 with padding 1, or 1x1), with bias.
+/// Weight [Cout, Cin, k, k], bias [Cout]; input/output NCHW with equal spatial size.
+public final class Conv2d: Layer {
+    public let inChannels, outChannels, kernel, padding: Int
+    public let weight: Parameter
+    public let bias: Parameter?
+    public let backend: any ComputeBackend
+    private var input: Tensor?
+
+    public init(inChannels: Int, outChannels: Int, kernel: Int, padding: Int? = nil, bias: Bool = true,
+                initialization: WeightInit = .xavierUniform, rng: inout RandomGenerator,
+                backend: any ComputeBackend = Engine.defaultBackend) {
+        precondition(kernel % 2 == 1, "Conv2d: odd kernel sizes only")
+        (self.inChannels, self.outChannels, self.kernel) = (inChannels, outChannels, kernel)
+        self.padding = padding ?? kernel / 2
+        let fanIn = inChannels * kernel * kernel, fanOut = outChannels * kernel * kernel
+        weight = Parameter(WeightInit.xavier([outChannels, inChannels, kernel, kernel], fanIn: fanIn, fanOut: fanOut,
+                                             scale: initialization.scale, using: &rng))
+        self.bias = bias ? Parameter(WeightInit.xavier([outChannels], fanIn: fanIn, fanOut: fanOut,
+                                                      scale: initialization.biasScale, using: &rng)) : nil
+        self.backend = backend
+    }
+
+    public func namedParameters() -> [(name: String, parameter: Parameter)] {
+        [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
+    }
+
+    func geometry(_ s: [Int]) -> Conv2dShape {
+        precondition(s.count == 4 && s[1] == inChannels, "Conv2d: expected [N, \(inChannels), H, W], got \(s)")
+        return Conv2dShape(batch: s[0], inChannels: inChannels, outChannels: outChannels,
+                           height: s[2], width: s[3], kernel: kernel, padding: padding)
+    }
+
+    public func forward(_ x: Tensor) -> Tensor {
+        let g = geometry(x.shape)
+        input = x
+        return Tensor(shape: [g.batch, outChannels, g.outHeight, g.outWidth]) { y in
+            x.data.withUnsafeBufferPointer { xp in
+                weight.value.data.withUnsafeBufferPointer { wp in
+                    if let bias {
+                        bias.value.data.withUnsafeBufferPointer { bp in
+                            backend.conv2dForward(g, x: xp.baseAddress!, weight: wp.baseAddress!, bias: bp.baseAddress!, y: y.baseAddress!)
+                        }
+                    } else {
+                        backend.conv2dForward(g, x: xp.baseAddress!, weight: wp.baseAddress!, bias: nil, y: y.baseAddress!)
+                    }
+                }
+            }
+        }
+    }
+
+    public func backward(_ dy: Tensor) -> Tensor {
+        guard let x = input else { preconditionFailure("Conv2d.backward before forward") }
+        let g = geometry(x.shape)
+        precondition(dy.shape == [g.batch, outChannels, g.outHeight, g.outWidth], "Conv2d.backward: dy shape \(dy.shape)")
+        return Tensor(shape: x.shape) { dx in
+            x.data.withUnsafeBufferPointer { xp in
+                weight.value.data.withUnsafeBufferPointer { wp in
+                    dy.data.withUnsafeBufferPointer { dyp in
+                        weight.grad.data.withUnsafeMutableBufferPointer { dwp in
+                            if let bias {
+                                bias.grad.data.withUnsafeMutableBufferPointer { dbp in
+                                    backend.conv2dBackward(g, x: xp.baseAddress!, weight: wp.baseAddress!, dy: dyp.baseAddress!,
+                                                           dx: dx.baseAddress!, dWeight: dwp.baseAddress!, dBias: dbp.baseAddress!)
+                                }
+                            } else {
+                                backend.conv2dBackward(g, x: xp.baseAddress!, weight: wp.baseAddress!, dy: dyp.baseAddress!,
+                                                       dx: dx.baseAddress!, dWeight: dwp.baseAddress!, dBias: nil)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
