@@ -25,7 +25,7 @@ let package = Package(
         // Engine: tensors, BLAS backend, layers, U-Net, EDM, data, metrics.
         .target(
             name: "Engine",
-            dependencies: ["COpenBLAS", "CPNG", "CEngineSupport"],
+            dependencies: ["COpenBLAS", "CPNG", "CEngineSupport", .product(name: "Crypto", package: "swift-crypto")],
             // Numeric code is optimised even in debug builds so the test suite runs in minutes.
             swiftSettings: [
                 .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
