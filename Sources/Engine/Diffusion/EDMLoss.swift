@@ -6,7 +6,7 @@ import Foundation
 /// per-element loss lambda(sigma) (D(y + n; sigma) - y)^2 over the image channels.
 /// Reduction as in the reference code: SUM over the C*s*s elements of each patch,
 /// MEAN over the patches of the round.
-public struct EDMLoss: Sendable, Equatable {
+public struct EDMLoss: Sendable, Equatable, Codable {
     public var preconditioning: EDMPreconditioning
     public var pMean: Double
     public var pStd: Double

@@ -4,7 +4,7 @@ import Foundation
 /// D(x; sigma, pos) = c_skip x + c_out F(cat(c_in x, pos), c_noise) with
 /// c_skip = sd^2 / (sigma^2 + sd^2), c_out = sigma sd / sqrt(sigma^2 + sd^2),
 /// c_in = 1 / sqrt(sigma^2 + sd^2), c_noise = ln(sigma) / 4.
-public struct EDMPreconditioning: Sendable, Equatable {
+public struct EDMPreconditioning: Sendable, Equatable, Codable {
     public var sigmaData: Double
 
     public init(sigmaData: Double = 0.5) { self.sigmaData = sigmaData }

@@ -49,7 +49,7 @@ public struct PatchBatch {
     public var coordinates: Tensor
 
     /// Crops image `indices[k]` at `offsets[k]` (NHWC uint8 -> NCHW float).
-    public init(source: some ImageSource, indices: [Int], size s: Int, offsets: [PatchOffset]) {
+    public init(source: some TrainingImageSet, indices: [Int], size s: Int, offsets: [PatchOffset]) {
         precondition(indices.count == offsets.count, "PatchBatch: one offset per image")
         let (r, ch) = (source.resolution, source.channels)
         var data = [Float](repeating: 0, count: indices.count * ch * s * s)
