@@ -13,10 +13,11 @@ public enum Gzip {
             throw DataError("\(name): zlib could not initialise inflate")
         }
         defer { inflateEnd(&stream) }
-        // The trailer's ISIZE (size mod 2^32) is a good first guess for the output size.
+        // The trailer's ISIZE (size mod 2^32) is a good first guess for the output size; deflate
+        // cannot expand more than 1032:1, which bounds the guess when the trailer is garbage.
         let isize = Int(input[input.count - 4]) | Int(input[input.count - 3]) << 8
             | Int(input[input.count - 2]) << 16 | Int(input[input.count - 1]) << 24
-        var output = [UInt8](repeating: 0, count: max(isize, 1024))
+        var output = [UInt8](repeating: 0, count: max(min(isize, input.count * 1032), 1024))
         var produced = 0
         var status: Int32 = Z_OK
         input.withUnsafeBufferPointer { src in
