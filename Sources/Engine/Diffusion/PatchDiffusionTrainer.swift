@@ -164,7 +164,7 @@ public final class PatchDiffusionTrainer {
         let names = net.namedParameters().map(\.name)
         let meta = EMAWeightsMetadata(network: config.network, resolution: config.resolution, countedKimg: countedImages / 1000,
                                       steps: step)
-        return TensorArchive(metadata: try JSONEncoder().encode(meta), tensors: Array(zip(names, ema.values)).map { ($0.0, $0.1) })
+        return TensorArchive(metadata: try TensorArchive.canonicalJSON(meta), tensors: Array(zip(names, ema.values)).map { ($0.0, $0.1) })
     }
 }
 

@@ -20,6 +20,13 @@ public struct TensorArchive {
     struct Header: Codable { var metadata: String; var tensors: [Entry] }
     static let magic = Data("PDTENSOR".utf8)
 
+    /// JSON with sorted keys, so equal contents give equal bytes (the store's early cutoff relies on it).
+    public static func canonicalJSON(_ value: some Encodable) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return try encoder.encode(value)
+    }
+
     public func tensor(named name: String) -> Tensor? { tensors.first { $0.name == name }?.tensor }
 
     public func encoded() throws -> Data {
@@ -29,7 +36,7 @@ public struct TensorArchive {
             entries.append(Entry(name: t.name, shape: t.tensor.shape, offset: offset))
             offset += t.tensor.count * 4
         }
-        let header = try JSONEncoder().encode(Header(metadata: String(decoding: metadata, as: UTF8.self), tensors: entries))
+        let header = try Self.canonicalJSON(Header(metadata: String(decoding: metadata, as: UTF8.self), tensors: entries))
         var out = Self.magic
         withUnsafeBytes(of: UInt64(header.count).littleEndian) { out.append(contentsOf: $0) }
         out.append(header)

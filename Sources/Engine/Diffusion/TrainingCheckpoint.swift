@@ -29,7 +29,7 @@ extension PatchDiffusionTrainer {
             tensors.append(("adam.m." + name, Tensor(shape: p.shape, data: adam.state.m[i])))
             tensors.append(("adam.v." + name, Tensor(shape: p.shape, data: adam.state.v[i])))
         }
-        try TensorArchive(metadata: try JSONEncoder().encode(meta), tensors: tensors)
+        try TensorArchive(metadata: try TensorArchive.canonicalJSON(meta), tensors: tensors)
             .write(to: directory.appendingPathComponent(Self.checkpointFileName))
     }
 
