@@ -1,6 +1,6 @@
 /// The built-in stage kinds, by YAML name. Each kind's file adds itself here.
 public enum StageRegistry {
-    public static let kinds: [any StageKind] = []
+    public static let kinds: [any StageKind] = [ShellStage()]
 
     public static func kind(named name: String) -> (any StageKind)? {
         kinds.first { $0.name == name }

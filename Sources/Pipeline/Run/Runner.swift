@@ -1,0 +1,400 @@
+import Foundation
+import Stages
+
+/// What a run or a status check decided for one stage instance.
+public enum StageAction: String, Sendable {
+    case run = "RUN", restore = "RESTORE", upToDate = "UP-TO-DATE"
+    case failed = "FAILED", skipped = "SKIPPED"
+}
+
+public struct PlanLine: Sendable {
+    public var id: String
+    public var action: StageAction
+    public var reason: String
+    public var key: String?
+    public var seconds: Double = 0
+}
+
+/// Things the runner reports while it works (the CLI prints them).
+public enum RunEvent: Sendable {
+    case started(id: String, reason: String)
+    case done(PlanLine)
+    case log(id: String, line: String)
+    case progress(id: String, completed: Double, total: Double, unit: String, detail: String)
+    case waiting(id: String, holder: String)
+    case warning(String)
+}
+
+public struct RunOptions: Sendable {
+    public var targets: [String] = []
+    public var jobs = 1
+    public var force: [String] = []
+    public var keepGoing = false
+    public var threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    public init() {}
+}
+
+public struct RunSummary: Sendable {
+    public var runID: String?
+    public var lines: [PlanLine]
+    public var interrupted: Bool
+    public var failed: Bool { lines.contains { $0.action == .failed } }
+    public func count(_ a: StageAction) -> Int { lines.filter { $0.action == a }.count }
+}
+
+/// Plans (status/dry run) and executes an expanded experiment against a store.
+public final class Runner: @unchecked Sendable {
+    public let expansion: Expansion
+    public let store: Store
+    public let scope: String
+    var projectDirectory: URL { expansion.spec.projectDirectory }
+
+    public init(expansion: Expansion, store: Store) {
+        self.expansion = expansion
+        self.store = store
+        scope = StageKey.relativePath(expansion.spec.file, to: expansion.spec.projectDirectory)
+    }
+
+    /// Instances selected by targets (stage names or cell ids) plus everything upstream, in order.
+    public func select(_ targets: [String]) throws -> [StageInstance] {
+        if targets.isEmpty { return expansion.instances }
+        let all = expansion.instances
+        var wanted = Set<String>()
+        for t in targets {
+            let hits = all.filter { $0.stage == t || $0.id == t }
+            if hits.isEmpty {
+                throw SpecError(nil, "unknown target `\(t)`" + didYouMean(t, among: Array(Set(all.map(\.stage))) + all.map(\.id)))
+            }
+            hits.forEach { wanted.insert($0.id) }
+        }
+        for inst in all.reversed() where wanted.contains(inst.id) { inst.inputs.values.forEach { wanted.insert($0) } }
+        return all.filter { wanted.contains($0.id) }
+    }
+
+    static func matches(_ inst: StageInstance, _ names: [String]) -> Bool {
+        names.contains(inst.stage) || names.contains(inst.id)
+    }
+
+    // MARK: status / dry run
+
+    /// One line per instance: RUN (reason), RESTORE, UP-TO-DATE. Writes nothing but memoised file digests.
+    public func plan(_ options: RunOptions) throws -> [PlanLine] {
+        let selected = try select(options.targets)
+        let current = try store.currentKeys(scope: scope)
+        var outputs: [String: String] = [:]
+        var willRun = Set<String>()
+        var lines: [PlanLine] = []
+        // Keys are computed first, then looked up in one read.
+        var keys: [String: StageKey] = [:]
+        var pending: [(StageInstance, String?)] = []
+        for inst in selected {
+            if let up = inst.inputs.first(where: { willRun.contains($0.value) }) {
+                willRun.insert(inst.id)
+                pending.append((inst, "upstream `\(up.value)` will run"))
+                continue
+            }
+            let k = try StageKey.compute(inst, inputDigests: inst.inputs.mapValues { outputs[$0]! },
+                                         projectDirectory: projectDirectory, store: store)
+            keys[inst.id] = k
+            if let r = try store.result(forKey: k.key),
+               !Self.matches(inst, options.force),
+               FileManager.default.fileExists(atPath: store.objectURL(r.artifact).path) {
+                outputs[inst.id] = r.artifact
+                pending.append((inst, nil))
+            } else {
+                willRun.insert(inst.id)
+                pending.append((inst, Self.matches(inst, options.force) ? "forced" : nil))
+            }
+        }
+        let previous = try store.results(forKeys: Array(Set(current.values)))
+        for (inst, reason) in pending {
+            let k = keys[inst.id]
+            if !willRun.contains(inst.id) {
+                let action: StageAction = current[inst.id] == k?.key ? .upToDate : .restore
+                lines.append(PlanLine(id: inst.id, action: action, reason: action == .restore ? "stored key" : "", key: k?.key))
+            } else {
+                let why = reason ?? Self.reason(new: k!, old: current[inst.id].flatMap { previous[$0] })
+                lines.append(PlanLine(id: inst.id, action: .run, reason: why, key: k?.key))
+            }
+        }
+        return lines
+    }
+
+    /// Human reason for a rerun: which key components changed since the cell's last recorded key.
+    static func reason(new: StageKey, old: StoredResult?) -> String {
+        guard let old else { return "never run" }
+        if old.key == new.key { return "stored object missing" }
+        let changed = StageKey.diff(old: old.components, new: new.components).map(\.name)
+        return "changed: " + changed.joined(separator: ", ")
+    }
+
+    /// For `why`: each component of the current key vs the cell's last recorded key.
+    public func explain(_ target: String) throws -> [(id: String, key: StageKey?, old: StoredResult?, note: String)] {
+        let selected = try select([target])
+        let current = try store.currentKeys(scope: scope)
+        var outputs: [String: String] = [:]
+        var result: [(id: String, key: StageKey?, old: StoredResult?, note: String)] = []
+        for inst in selected {
+            let old = try current[inst.id].flatMap { try store.result(forKey: $0) }
+            if let up = inst.inputs.values.first(where: { outputs[$0] == nil }) {
+                if Self.matches(inst, [target]) {
+                    result.append((inst.id, nil, old, "upstream `\(up)` must run first; its output digest is not known yet"))
+                }
+                continue
+            }
+            let k = try StageKey.compute(inst, inputDigests: inst.inputs.mapValues { outputs[$0]! },
+                                         projectDirectory: projectDirectory, store: store)
+            if let r = try store.result(forKey: k.key) { outputs[inst.id] = r.artifact }
+            if Self.matches(inst, [target]) { result.append((inst.id, k, old, "")) }
+        }
+        return result
+    }
+
+    // MARK: execution
+
+    /// Runs the selected instances. `isCancelled` is polled (SIGINT); `observe` gets events from any thread.
+    public func run(_ options: RunOptions, command: String, isCancelled: @escaping @Sendable () -> Bool,
+                    observe: @escaping @Sendable (RunEvent) -> Void) throws -> RunSummary {
+        let selected = try select(options.targets)
+        let runID = try store.beginRun(command: command)
+        let current = try store.currentKeys(scope: scope)
+        let state = RunState()
+        let jobs = max(1, options.jobs)
+        let threads = max(1, options.threads / jobs)
+        let byID = Dictionary(uniqueKeysWithValues: selected.map { ($0.id, $0) })
+        let logDir = store.logs.appendingPathComponent(runID)
+        try FileManager.default.createDirectory(at: logDir, withIntermediateDirectories: true)
+
+        state.lock.lock()
+        var remaining = selected.map(\.id)
+        while true {
+            // Skip instances whose inputs failed or were skipped; launch ready ones up to -j.
+            var progressed = true
+            while progressed {
+                progressed = false
+                for id in remaining {
+                    let inst = byID[id]!
+                    if let bad = inst.inputs.values.first(where: { state.failed.contains($0) }) {
+                        state.failed.insert(id)
+                        let line = PlanLine(id: id, action: .skipped, reason: "upstream `\(bad)` did not complete")
+                        state.lines[id] = line
+                        remaining.removeAll { $0 == id }
+                        try? store.noteStage(runID: runID, cellID: id, key: nil, action: "skipped", message: line.reason)
+                        observe(.done(line))
+                        progressed = true
+                        break
+                    }
+                }
+            }
+            let stopLaunching = isCancelled() || (!options.keepGoing && state.failed.contains { state.lines[$0]?.action == .failed })
+            if !stopLaunching {
+                for id in remaining where state.running < jobs {
+                    let inst = byID[id]!
+                    guard inst.inputs.values.allSatisfy({ state.outputs[$0] != nil }) else { continue }
+                    remaining.removeAll { $0 == id }
+                    state.running += 1
+                    let inputDigests = inst.inputs.mapValues { state.outputs[$0]! }
+                    let forced = Self.matches(inst, options.force)
+                    let previous = current[id]
+                    Thread.detachNewThread { [self] in
+                        let line = self.execute(inst, inputDigests: inputDigests, forced: forced, previousKey: previous,
+                                                runID: runID, logDir: logDir, threads: threads,
+                                                isCancelled: isCancelled, observe: observe)
+                        state.lock.lock()
+                        state.running -= 1
+                        state.lines[id] = line.line
+                        if let out = line.output { state.outputs[id] = out } else { state.failed.insert(id) }
+                        if line.interrupted { state.interrupted = true }
+                        // Reported before the main loop can see this stage finished and return.
+                        observe(.done(line.line))
+                        state.lock.signal()
+                        state.lock.unlock()
+                    }
+                }
+            }
+            if state.running == 0 && (remaining.isEmpty || stopLaunching
+                || !remaining.contains(where: { byID[$0]!.inputs.values.allSatisfy { state.outputs[$0] != nil } })) {
+                break
+            }
+            _ = state.lock.wait(until: Date().addingTimeInterval(0.2))
+        }
+        let interrupted = state.interrupted || isCancelled()
+        for id in remaining where state.lines[id] == nil {
+            let line = PlanLine(id: id, action: .skipped, reason: interrupted ? "interrupted" : "not started after a failure")
+            state.lines[id] = line
+            observe(.done(line))
+        }
+        let lines = selected.compactMap { state.lines[$0.id] }
+        state.lock.unlock()
+        let failed = lines.contains { $0.action == .failed }
+        try store.finishRun(runID, status: interrupted ? "interrupted" : failed ? "failed" : "ok")
+        return RunSummary(runID: runID, lines: lines, interrupted: interrupted)
+    }
+
+    struct Executed { var line: PlanLine; var output: String?; var interrupted = false }
+
+    /// One instance on a worker thread: key, restore or (locked) compute, store, record.
+    func execute(_ inst: StageInstance, inputDigests: [String: String], forced: Bool, previousKey: String?,
+                 runID: String, logDir: URL, threads: Int, isCancelled: @escaping @Sendable () -> Bool,
+                 observe: @escaping @Sendable (RunEvent) -> Void) -> Executed {
+        let id = inst.id
+        let key: StageKey
+        do {
+            key = try StageKey.compute(inst, inputDigests: inputDigests, projectDirectory: projectDirectory, store: store)
+        } catch {
+            try? store.noteStage(runID: runID, cellID: id, key: nil, action: "failed", message: "\(error)")
+            return Executed(line: PlanLine(id: id, action: .failed, reason: "\(error)"), output: nil)
+        }
+        do {
+            if !forced, let hit = try restorable(key.key, verify: previousKey != key.key, observe: observe) {
+                if previousKey == key.key {
+                    try store.noteStage(runID: runID, cellID: id, key: key.key, action: "up-to-date", message: "")
+                    return Executed(line: PlanLine(id: id, action: .upToDate, reason: "", key: key.key), output: hit.artifact)
+                }
+                try store.markRestored(cellID: id, key: key.key, scope: scope, runID: runID)
+                return Executed(line: PlanLine(id: id, action: .restore, reason: "stored key", key: key.key), output: hit.artifact)
+            }
+            // Compute under the per-key lock; another process may have finished it meanwhile.
+            guard let lock = try StageLock(url: store.locks.appendingPathComponent(key.key + ".lock"),
+                                           onWait: { observe(.waiting(id: id, holder: $0)) }, isCancelled: isCancelled) else {
+                return Executed(line: PlanLine(id: id, action: .failed, reason: "interrupted", key: key.key), output: nil, interrupted: true)
+            }
+            defer { lock.release() }
+            if !forced, let hit = try restorable(key.key, verify: false, observe: observe) {
+                try store.markRestored(cellID: id, key: key.key, scope: scope, runID: runID)
+                return Executed(line: PlanLine(id: id, action: .restore, reason: "computed by another run", key: key.key), output: hit.artifact)
+            }
+            let old = try previousKey.flatMap { try store.result(forKey: $0) }
+            let reason = forced ? "forced" : Self.reason(new: key, old: old)
+            observe(.started(id: id, reason: reason))
+            return try compute(inst, key: key, inputDigests: inputDigests, reason: reason, runID: runID, logDir: logDir, threads: threads,
+                               isCancelled: isCancelled, observe: observe)
+        } catch is StageCancelled {
+            return Executed(line: PlanLine(id: id, action: .failed, reason: "interrupted", key: key.key), output: nil, interrupted: true)
+        } catch {
+            let message = (error as? StageError)?.message ?? "\(error)"
+            try? store.noteStage(runID: runID, cellID: id, key: key.key, action: "failed", message: message)
+            return Executed(line: PlanLine(id: id, action: .failed, reason: message, key: key.key), output: nil)
+        }
+    }
+
+    /// A stored result whose object is present (and, when `verify`, matches its digest).
+    func restorable(_ key: String, verify: Bool, observe: @Sendable (RunEvent) -> Void) throws -> StoredResult? {
+        guard let r = try store.result(forKey: key) else { return nil }
+        let url = store.objectURL(r.artifact)
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            observe(.warning("object \(r.artifact.prefix(12)) of \(r.cellID) is missing; recomputing"))
+            return nil
+        }
+        if verify, try Digest.tree(url) != r.artifact {
+            observe(.warning("object \(r.artifact.prefix(12)) of \(r.cellID) does not match its digest; recomputing"))
+            return nil
+        }
+        return r
+    }
+
+    func compute(_ inst: StageInstance, key: StageKey, inputDigests: [String: String], reason: String, runID: String, logDir: URL, threads: Int,
+                 isCancelled: @escaping @Sendable () -> Bool, observe: @escaping @Sendable (RunEvent) -> Void) throws -> Executed {
+        let fm = FileManager.default
+        let id = inst.id
+        let temp = store.tmp.appendingPathComponent(UUID().uuidString)
+        let outDir = temp.appendingPathComponent("out")
+        let workDir = store.work.appendingPathComponent(key.key)
+        try fm.createDirectory(at: outDir, withIntermediateDirectories: true)
+        try fm.createDirectory(at: workDir, withIntermediateDirectories: true)
+        defer { try? fm.removeItem(at: temp) }
+        let logURL = logDir.appendingPathComponent(id.replacingOccurrences(of: "/", with: "_") + ".log")
+        guard fm.createFile(atPath: logURL.path, contents: nil) else { throw StoreError("cannot create log \(logURL.path)") }
+        let log = try FileHandle(forWritingTo: logURL)
+        defer { try? log.close() }
+        let logWriter = LineWriter(log)
+        logWriter.write("# \(id) key \(key.key) (\(reason))")
+
+        var params = inst.fields
+        if inst.kind.params.contains(where: { $0.name == "params" }) { params["param_values"] = .map(inst.reads) }
+        let context = StageContext(
+            stageName: inst.stage, cellID: id, key: key.key, params: params,
+            inputs: inputDigests.mapValues { store.objectURL($0) },
+            outputDirectory: outDir, workDirectory: workDir, projectDirectory: projectDirectory, threads: threads,
+            emit: { event in
+                switch event {
+                case .log(let line):
+                    logWriter.write(line)
+                    observe(.log(id: id, line: line))
+                case .progress(let c, let t, let u, let d):
+                    observe(.progress(id: id, completed: c, total: t, unit: u, detail: d))
+                }
+            },
+            isCancelled: isCancelled)
+        let start = Date()
+        let outcome: StageOutcome
+        do { outcome = try inst.kind.run(context) } catch {
+            logWriter.write("# failed: \(error)")
+            throw error
+        }
+        if isCancelled() { throw StageCancelled() }
+        let seconds = Date().timeIntervalSince(start)
+        let metricsFile = outDir.appendingPathComponent("metrics.json")
+        if !outcome.metrics.isEmpty && !fm.fileExists(atPath: metricsFile.path) {
+            try JSONEncoder.sorted.encode(outcome.metrics).write(to: metricsFile)
+        }
+        // Content-address the output: hash, fsync, rename into objects/, then record in one transaction.
+        let digest = try Digest.tree(outDir)
+        try Durability.syncTree(outDir)
+        let object = store.objectURL(digest)
+        if !fm.fileExists(atPath: object.path) {
+            do { try fm.moveItem(at: outDir, to: object) } catch where fm.fileExists(atPath: object.path) {}
+            Durability.syncDirectory(store.objects)
+        }
+        try store.record(StoredResult(key: key.key, stage: inst.stage, cellID: id, artifact: digest,
+                                      metrics: outcome.metrics, components: key.components, seconds: seconds,
+                                      runID: runID), scope: scope)
+        try? fm.removeItem(at: workDir)
+        logWriter.write("# done in \(String(format: "%.3f", seconds)) s -> \(digest)")
+        return Executed(line: PlanLine(id: id, action: .run, reason: reason, key: key.key, seconds: seconds), output: digest)
+    }
+}
+
+/// Scheduler state shared by the main loop and worker threads (guarded by `lock`).
+final class RunState: @unchecked Sendable {
+    let lock = NSCondition()
+    var running = 0
+    var outputs: [String: String] = [:]
+    var failed = Set<String>()
+    var lines: [String: PlanLine] = [:]
+    var interrupted = false
+}
+
+/// Appends lines to a log file from any thread.
+final class LineWriter: @unchecked Sendable {
+    private let handle: FileHandle
+    private let lock = NSLock()
+    init(_ handle: FileHandle) { self.handle = handle }
+    func write(_ line: String) {
+        lock.lock(); defer { lock.unlock() }
+        try? handle.write(contentsOf: Data((line + "\n").utf8))
+    }
+}
+
+enum Durability {
+    /// fsync every file and directory under `dir`, so a rename publishes complete bytes.
+    static func syncTree(_ dir: URL) throws {
+        for rel in try Digest.files(under: dir) { syncPath(dir.appendingPathComponent(rel).path, directory: false) }
+        if let e = FileManager.default.enumerator(atPath: dir.path) {
+            while let rel = e.nextObject() as? String {
+                var isDir: ObjCBool = false
+                if FileManager.default.fileExists(atPath: dir.path + "/" + rel, isDirectory: &isDir), isDir.boolValue {
+                    syncPath(dir.path + "/" + rel, directory: true)
+                }
+            }
+        }
+        syncPath(dir.path, directory: true)
+    }
+
+    static func syncDirectory(_ dir: URL) { syncPath(dir.path, directory: true) }
+
+    static func syncPath(_ path: String, directory: Bool) {
+        let fd = open(path, directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY)
+        if fd >= 0 { fsync(fd); close(fd) }
+    }
+}

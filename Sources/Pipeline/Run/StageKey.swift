@@ -1,0 +1,48 @@
+import Foundation
+import Stages
+
+/// The key of a stage instance: SHA-256 over its components, each a canonical JSON text.
+/// Components: `scheme`, `kind`, `kind_version`, `field.<name>`, `param.<key>`, `input.<stage>`
+/// (the upstream OUTPUT digest, for early cutoff) and `file.<path>` (external file contents).
+public struct StageKey: Sendable {
+    /// Bump when the way keys are computed changes.
+    public static let scheme = 1
+
+    public var components: [String: String]
+    public var key: String
+
+    public init(components: [String: String]) {
+        self.components = components
+        key = Digest.hex(Digest.canonicalJSON(.map(components.mapValues { .string($0) })))
+    }
+
+    /// Computes the key; `inputDigests` are the consumed stages' artifact digests by stage name.
+    public static func compute(_ inst: StageInstance, inputDigests: [String: String], projectDirectory: URL,
+                               store: Store) throws -> StageKey {
+        var c: [String: String] = [
+            "scheme": String(scheme),
+            "kind": Digest.jsonString(inst.kind.name),
+            "kind_version": String(inst.kind.version),
+        ]
+        for (name, value) in inst.fields { c["field." + name] = Digest.canonicalJSON(value) }
+        for (key, value) in inst.reads { c["param." + key] = Digest.canonicalJSON(value) }
+        for (name, digest) in inputDigests { c["input." + name] = Digest.jsonString(digest) }
+        for url in inst.kind.externalPaths(inst.fields, projectDirectory: projectDirectory) {
+            let display = relativePath(url, to: projectDirectory)
+            c["file." + display] = Digest.jsonString(try store.dependencyDigest(url))
+        }
+        return StageKey(components: c)
+    }
+
+    static func relativePath(_ url: URL, to base: URL) -> String {
+        let p = url.standardizedFileURL.path, b = base.standardizedFileURL.path
+        return p.hasPrefix(b + "/") ? String(p.dropFirst(b.count + 1)) : p
+    }
+
+    /// Components that differ, as (name, old, new) with `nil` for absent.
+    public static func diff(old: [String: String], new: [String: String]) -> [(name: String, old: String?, new: String?)] {
+        Set(old.keys).union(new.keys).sorted().compactMap { k in
+            old[k] == new[k] ? nil : (k, old[k], new[k])
+        }
+    }
+}

@@ -1,0 +1,250 @@
+import Foundation
+import Stages
+
+/// One stage in one matrix cell: what the runner keys, schedules and stores.
+public struct StageInstance: @unchecked Sendable {
+    /// Stable cell id: `stage` or `stage@key=value,...` (only the swept keys it reads).
+    public var id: String
+    public var stage: String
+    public var kind: any StageKind
+    /// Swept keys this instance reads (directly or upstream), sorted by key.
+    public var assignment: [(key: String, value: ParamValue)]
+    /// Resolved fields, defaults filled in, normalised to their declared types.
+    public var fields: [String: ParamValue]
+    /// Param keys the stage reads itself, with their values.
+    public var reads: [String: ParamValue]
+    /// Consumed stage name -> upstream instance id.
+    public var inputs: [String: String]
+}
+
+/// The experiment expanded over its matrix, in topological order.
+public struct Expansion: @unchecked Sendable {
+    public var spec: LoadedSpec
+    public var instances: [StageInstance]
+    /// Full matrix cells (every axis), in a stable order; one empty cell when there is no matrix.
+    public var cells: [[(key: String, value: ParamValue)]]
+
+    public func instance(_ id: String) -> StageInstance? { instances.first { $0.id == id } }
+
+    /// The instance of `stage` that belongs to a full matrix cell.
+    public func instance(of stage: String, in cell: [(key: String, value: ParamValue)]) -> StageInstance? {
+        instances.first { inst in
+            inst.stage == stage && inst.assignment.allSatisfy { a in cell.contains { $0.key == a.key && $0.value == a.value } }
+        }
+    }
+
+    /// Short display names for swept keys: the last component when unambiguous.
+    static func shortNames(_ keys: [String]) -> [String: String] {
+        var result: [String: String] = [:]
+        let lasts = keys.map { String($0.split(separator: ".").last ?? Substring($0)) }
+        for (k, l) in zip(keys, lasts) { result[k] = lasts.filter { $0 == l }.count == 1 ? l : k }
+        return result
+    }
+
+    public static func cellLabel(_ assignment: [(key: String, value: ParamValue)], names: [String: String]) -> String {
+        assignment.map { "\(names[$0.key] ?? $0.key)=\($0.value.shortDescription)" }.joined(separator: ",")
+    }
+
+    public static func expand(_ spec: LoadedSpec) throws -> Expansion {
+        var diagnostics: [SpecDiagnostic] = []
+        let order = topologicalOrder(spec.stages)
+        let axes = spec.matrix.sorted { $0.key < $1.key }
+        let names = shortNames(axes.map(\.key))
+
+        // Which params each stage reads (static: interpolation names do not depend on values).
+        var directReads: [String: Set<String>] = [:]
+        for st in order {
+            do { directReads[st.name] = try readKeys(st, params: spec.params) } catch let e as SpecError {
+                diagnostics += e.diagnostics
+                directReads[st.name] = []
+            }
+        }
+        if !diagnostics.isEmpty { throw SpecError(dedupe(diagnostics)) }
+
+        // Swept keys a stage depends on: its own reads plus its upstream stages'.
+        var swept: [String: Set<String>] = [:]
+        for st in order {
+            var s = Set<String>()
+            for key in directReads[st.name]! {
+                for axis in axes where axis.key == key || axis.key.hasPrefix(key + ".") || key.hasPrefix(axis.key + ".") {
+                    s.insert(axis.key)
+                }
+            }
+            for n in st.needs { s.formUnion(swept[n] ?? []) }
+            swept[st.name] = s
+        }
+
+        var instances: [StageInstance] = []
+        for st in order {
+            let myAxes = axes.filter { swept[st.name]!.contains($0.key) }
+            for assignment in product(myAxes) {
+                var params = spec.params
+                for a in assignment { params.set(a.key, a.value, location: spec.matrix.first { $0.key == a.key }!.location) }
+                let id = assignment.isEmpty ? st.name : st.name + "@" + cellLabel(assignment, names: names)
+                let cellNote = assignment.isEmpty ? "" : " (in cell \(id))"
+                var fields: [String: ParamValue] = [:]
+                var reads: [String: ParamValue] = [:]
+                for spec in st.kind.params {
+                    var raw: ParamValue?
+                    var loc = st.location
+                    if let y = st.fields[spec.name] {
+                        loc = y.location
+                        do { raw = try resolve(y, params: params, stage: st, reads: &reads) } catch let e as SpecError {
+                            diagnostics += e.diagnostics; continue
+                        }
+                    } else if let implicit = params.value(at: st.name + "." + spec.name) {
+                        raw = implicit
+                        reads[st.name + "." + spec.name] = implicit
+                        loc = params.locations[st.name + "." + spec.name] ?? st.location
+                    } else if let d = spec.defaultValue {
+                        raw = d
+                    }
+                    guard let value = raw else {
+                        diagnostics.append(SpecDiagnostic(st.location, "stage `\(st.name)` (kind `\(st.kind.name)`) is missing required field `\(spec.name)`"))
+                        continue
+                    }
+                    guard spec.type.accepts(value) else {
+                        diagnostics.append(SpecDiagnostic(loc, "field `\(spec.name)` of stage `\(st.name)` must be \(spec.type.description), got `\(value.shortDescription)`\(cellNote)"))
+                        continue
+                    }
+                    let normal = spec.type.normalise(value)
+                    if let check = spec.check, let message = check(normal) {
+                        diagnostics.append(SpecDiagnostic(loc, "field `\(spec.name)` of stage `\(st.name)`: \(message)\(cellNote)"))
+                        continue
+                    }
+                    fields[spec.name] = normal
+                }
+                // A kind may list the params it reads in a `params` field (shell).
+                if let keys = fields["params"]?.listValue, st.kind.params.contains(where: { $0.name == "params" && $0.type == .list(.string) }) {
+                    for k in keys.compactMap(\.stringValue) { reads[k] = params.value(at: k) }
+                }
+                if fields.count == st.kind.params.count {
+                    for problem in st.kind.validate(fields) {
+                        let loc = st.fields[problem.field]?.location ?? st.location
+                        diagnostics.append(SpecDiagnostic(loc, "stage `\(st.name)`: \(problem.message)\(cellNote)"))
+                    }
+                }
+                var inputs: [String: String] = [:]
+                for n in st.needs {
+                    let upstreamAxes = swept[n]!
+                    let sub = assignment.filter { upstreamAxes.contains($0.key) }
+                    inputs[n] = sub.isEmpty ? n : n + "@" + cellLabel(sub, names: names)
+                }
+                instances.append(StageInstance(id: id, stage: st.name, kind: st.kind, assignment: assignment,
+                                               fields: fields, reads: reads, inputs: inputs))
+            }
+        }
+        if !diagnostics.isEmpty { throw SpecError(dedupe(diagnostics)) }
+        return Expansion(spec: spec, instances: instances, cells: product(axes))
+    }
+
+    static func dedupe(_ d: [SpecDiagnostic]) -> [SpecDiagnostic] {
+        var seen = Set<String>()
+        return d.filter { seen.insert($0.description).inserted }
+    }
+
+    static func product(_ axes: [MatrixAxis]) -> [[(key: String, value: ParamValue)]] {
+        var result: [[(key: String, value: ParamValue)]] = [[]]
+        for axis in axes {
+            result = result.flatMap { prefix in axis.values.map { prefix + [(axis.key, $0)] } }
+        }
+        return result
+    }
+
+    static func topologicalOrder(_ stages: [StageDecl]) -> [StageDecl] {
+        let byName = Dictionary(uniqueKeysWithValues: stages.map { ($0.name, $0) })
+        var done = Set<String>()
+        var order: [StageDecl] = []
+        func visit(_ s: StageDecl) {
+            if done.contains(s.name) { return }
+            done.insert(s.name)
+            for n in s.needs { if let u = byName[n] { visit(u) } }
+            order.append(s)
+        }
+        stages.forEach(visit)
+        return order
+    }
+
+    /// Param keys a stage reads: interpolations, implicit `stage.field` params, a `params` list.
+    static func readKeys(_ st: StageDecl, params: ParamTree) throws -> Set<String> {
+        var keys = Set<String>()
+        var diagnostics: [SpecDiagnostic] = []
+        func scan(_ y: YAMLValue) {
+            switch y {
+            case .scalar(.string(let s), let loc):
+                do {
+                    for k in try Interpolation.references(in: s) { keys.insert(k) }
+                    for k in try inputReferences(s) where !st.needs.contains(k) {
+                        diagnostics.append(SpecDiagnostic(loc, "`${inputs.\(k)}`: stage `\(st.name)` does not consume `\(k)`"
+                                                          + didYouMean(k, among: st.needs)))
+                    }
+                } catch let f as Interpolation.Failure { diagnostics.append(SpecDiagnostic(loc, f.message)) } catch {}
+            case .scalar: break
+            case .list(let items, _): items.forEach(scan)
+            case .map(let entries, _): entries.forEach { scan($0.value) }
+            }
+        }
+        st.fields.values.forEach(scan)
+        for k in keys where !params.contains(k) {
+            let loc = st.fields.values.first { containsReference($0, k) }?.location ?? st.location
+            diagnostics.append(SpecDiagnostic(loc, "`${\(k)}`: no such param" + didYouMean(k, among: params.allKeys)))
+        }
+        for spec in st.kind.params where st.fields[spec.name] == nil && params.contains(st.name + "." + spec.name) {
+            keys.insert(st.name + "." + spec.name)
+        }
+        if case .list(let items, _)? = st.fields["params"], st.kind.params.contains(where: { $0.name == "params" && $0.type == .list(.string) }) {
+            for item in items {
+                guard case .scalar(.string(let k), let loc) = item else { continue }
+                if params.contains(k) { keys.insert(k) }
+                else { diagnostics.append(SpecDiagnostic(loc, "no such param `\(k)`" + didYouMean(k, among: params.allKeys))) }
+            }
+        }
+        if !diagnostics.isEmpty { throw SpecError(diagnostics) }
+        return keys
+    }
+
+    static func inputReferences(_ s: String) throws -> [String] {
+        var refs: [String] = []
+        var rest = Substring(s)
+        while let r = rest.range(of: "${inputs.") {
+            guard let close = rest[r.upperBound...].firstIndex(of: "}") else { break }
+            refs.append(String(rest[r.upperBound..<close]))
+            rest = rest[close...]
+        }
+        return refs
+    }
+
+    static func containsReference(_ y: YAMLValue, _ key: String) -> Bool {
+        switch y {
+        case .scalar(.string(let s), _): return s.contains("${\(key)}")
+        case .scalar: return false
+        case .list(let items, _): return items.contains { containsReference($0, key) }
+        case .map(let entries, _): return entries.contains { containsReference($0.value, key) }
+        }
+    }
+
+    /// Interpolates a field value against the params of one cell, recording the keys read.
+    static func resolve(_ y: YAMLValue, params: ParamTree, stage: StageDecl, reads: inout [String: ParamValue]) throws -> ParamValue {
+        switch y {
+        case .scalar(.string(let s), let loc):
+            var local: [String: ParamValue] = [:]
+            do {
+                let v = try Interpolation.substitute(s) { key in
+                    guard let v = params.value(at: key) else {
+                        throw Interpolation.Failure(message: "`${\(key)}`: no such param" + didYouMean(key, among: params.allKeys))
+                    }
+                    local[key] = v
+                    return v
+                }
+                reads.merge(local) { a, _ in a }
+                return v
+            } catch let f as Interpolation.Failure { throw SpecError(loc, f.message) }
+        case .scalar(let v, _): return v
+        case .list(let items, _): return .list(try items.map { try resolve($0, params: params, stage: stage, reads: &reads) })
+        case .map(let entries, _):
+            var m: [String: ParamValue] = [:]
+            for e in entries { m[e.key] = try resolve(e.value, params: params, stage: stage, reads: &reads) }
+            return .map(m)
+        }
+    }
+}

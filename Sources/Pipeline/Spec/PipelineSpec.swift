@@ -1,0 +1,286 @@
+import Foundation
+import Stages
+
+/// One stage as declared in a pipeline file (before params are resolved).
+public struct StageDecl: @unchecked Sendable {
+    public var name: String
+    public var kind: any StageKind
+    /// Consumed stages, in declaration order.
+    public var needs: [String]
+    var needsLocations: [SourceLocation]
+    /// Declared fields with their YAML locations (kind-specific; `kind`/`needs` excluded).
+    public var fields: [String: YAMLValue]
+    public var location: SourceLocation
+}
+
+/// A matrix axis: dotted param key -> swept values.
+public struct MatrixAxis: Sendable {
+    public var key: String
+    public var values: [ParamValue]
+    public var location: SourceLocation
+}
+
+/// A pipeline (and optionally the experiment that names it), parsed and validated.
+public struct LoadedSpec: @unchecked Sendable {
+    /// The file the user named (experiment or pipeline).
+    public var file: URL
+    public var pipelineFile: URL
+    public var experimentFile: URL?
+    /// Project root: relative deps resolve here; the store `.pdpipe/` lives here.
+    public var projectDirectory: URL
+    public var params: ParamTree
+    public var stages: [StageDecl]
+    public var matrix: [MatrixAxis]
+    /// `report`/`tables` sections of the experiment, kept for the report command.
+    public var report: ParamValue?
+    public var tables: ParamValue?
+
+    public func stage(named name: String) -> StageDecl? { stages.first { $0.name == name } }
+}
+
+enum SpecKeys {
+    static let pipeline = ["description", "params", "stages"]
+    static let experiment = ["description", "pipeline", "params", "matrix", "report", "tables"]
+    static let stageReserved = ["kind", "needs", "description"]
+}
+
+/// Reads pipeline/experiment files and checks everything that can be checked before running.
+public enum SpecLoader {
+    /// `overrides` are `-S key=value` strings (`key=a,b` sweeps).
+    public static func load(_ file: URL, overrides: [String] = []) throws -> LoadedSpec {
+        let file = file.standardizedFileURL
+        guard FileManager.default.fileExists(atPath: file.path) else {
+            throw SpecError(nil, "\(file.path): no such file")
+        }
+        let display = displayPath(file)
+        let top = try YAMLValue.load(file: file, displayName: display)
+        var diagnostics: [SpecDiagnostic] = []
+        guard let entries = top.entries else { throw SpecError(top.location, "expected a map at the top level") }
+
+        let isExperiment = entries.contains { $0.key == "pipeline" }
+        var pipelineFile = file
+        var pipelineTop = top
+        if isExperiment {
+            checkKeys(top, allowed: SpecKeys.experiment, what: "experiment", into: &diagnostics)
+            guard case .scalar(.string(let rel), let loc) = top["pipeline"]! else {
+                throw SpecError(top["pipeline"]!.location, "`pipeline` must be a path (string)")
+            }
+            pipelineFile = URL(fileURLWithPath: rel, relativeTo: file.deletingLastPathComponent()).standardizedFileURL
+            guard FileManager.default.fileExists(atPath: pipelineFile.path) else {
+                throw SpecError(loc, "pipeline file `\(rel)` not found (looked at \(pipelineFile.path))")
+            }
+            pipelineTop = try YAMLValue.load(file: pipelineFile, displayName: displayPath(pipelineFile))
+        }
+        if pipelineTop.entries == nil { throw SpecError(pipelineTop.location, "expected a map at the top level") }
+        checkKeys(pipelineTop, allowed: SpecKeys.pipeline, what: "pipeline", into: &diagnostics)
+
+        // Params: pipeline declares, experiment overrides existing keys.
+        var params = ParamTree()
+        if let p = pipelineTop["params"] {
+            if p.entries == nil { diagnostics.append(SpecDiagnostic(p.location, "`params` must be a map")) }
+            else { params.declare(p) }
+        }
+        let declaredKeys = params.allKeys
+        var matrix: [MatrixAxis] = []
+        var report: ParamValue?
+        var tables: ParamValue?
+        if isExperiment {
+            if let p = top["params"] {
+                if p.entries == nil { diagnostics.append(SpecDiagnostic(p.location, "`params` must be a map")) }
+                else { applyOverrides(p, prefix: "", to: &params, declared: declaredKeys, into: &diagnostics) }
+            }
+            if let m = top["matrix"] {
+                if let mEntries = m.entries {
+                    for e in mEntries {
+                        guard params.contains(e.key) else {
+                            diagnostics.append(SpecDiagnostic(e.keyLocation,
+                                "matrix key `\(e.key)` is not a param of the pipeline" + didYouMean(e.key, among: declaredKeys)))
+                            continue
+                        }
+                        guard case .list(let items, _) = e.value, !items.isEmpty else {
+                            diagnostics.append(SpecDiagnostic(e.value.location, "matrix values for `\(e.key)` must be a non-empty list"))
+                            continue
+                        }
+                        matrix.append(MatrixAxis(key: e.key, values: items.map(\.value), location: e.keyLocation))
+                    }
+                } else {
+                    diagnostics.append(SpecDiagnostic(m.location, "`matrix` must be a map of param key -> list of values"))
+                }
+            }
+            report = top["report"]?.value
+            tables = top["tables"]?.value
+        }
+
+        // Command-line overrides: `key=value` sets, `key=a,b` sweeps.
+        for o in overrides {
+            guard let eq = o.firstIndex(of: "=") else {
+                diagnostics.append(SpecDiagnostic(nil, "-S \(o): expected key=value")); continue
+            }
+            let key = String(o[..<eq]), raw = String(o[o.index(after: eq)...])
+            guard params.contains(key) else {
+                diagnostics.append(SpecDiagnostic(nil, "-S \(o): `\(key)` is not a param of the pipeline" + didYouMean(key, among: declaredKeys)))
+                continue
+            }
+            let loc = SourceLocation(file: "-S", line: 1, column: 1)
+            let values = raw.split(separator: ",", omittingEmptySubsequences: false).map { parseScalar(String($0)) }
+            matrix.removeAll { $0.key == key }
+            if values.count == 1 { params.set(key, values[0], location: loc) }
+            else { matrix.append(MatrixAxis(key: key, values: values, location: loc)) }
+        }
+
+        // Stages.
+        var stages: [StageDecl] = []
+        if let s = pipelineTop["stages"] {
+            if let sEntries = s.entries {
+                for e in sEntries {
+                    if let decl = parseStage(name: e.key, keyLocation: e.keyLocation, body: e.value, into: &diagnostics) {
+                        stages.append(decl)
+                    }
+                }
+            } else {
+                diagnostics.append(SpecDiagnostic(s.location, "`stages` must be a map of stage name -> stage"))
+            }
+        } else {
+            diagnostics.append(SpecDiagnostic(pipelineTop.location, "pipeline has no `stages`"))
+        }
+        let names = stages.map(\.name)
+        for st in stages {
+            for (i, n) in st.needs.enumerated() where !names.contains(n) {
+                let loc = needsLocation(st, index: i)
+                diagnostics.append(SpecDiagnostic(loc, "stage `\(st.name)` needs unknown stage `\(n)`" + didYouMean(n, among: names)))
+            }
+        }
+        if diagnostics.isEmpty, let cycle = findCycle(stages) {
+            diagnostics.append(SpecDiagnostic(stages.first { $0.name == cycle[0] }!.location,
+                                              "dependency cycle: " + cycle.joined(separator: " -> ")))
+        }
+        if !diagnostics.isEmpty { throw SpecError(diagnostics) }
+
+        let spec = LoadedSpec(
+            file: file, pipelineFile: pipelineFile, experimentFile: isExperiment ? file : nil,
+            projectDirectory: projectRoot(for: file), params: params, stages: stages, matrix: matrix,
+            report: report, tables: tables)
+        // Resolve every stage for every cell now so all field errors surface before any work.
+        _ = try Expansion.expand(spec)
+        return spec
+    }
+
+    /// Nearest ancestor of the file holding `pipelines/` or `.git`; else the file's directory.
+    public static func projectRoot(for file: URL) -> URL {
+        let fm = FileManager.default
+        var dir = file.deletingLastPathComponent().standardizedFileURL
+        while true {
+            var isDir: ObjCBool = false
+            if fm.fileExists(atPath: dir.appendingPathComponent("pipelines").path, isDirectory: &isDir), isDir.boolValue { return dir }
+            if fm.fileExists(atPath: dir.appendingPathComponent(".git").path) { return dir }
+            let parent = dir.deletingLastPathComponent().standardizedFileURL
+            if parent.path == dir.path { break }
+            dir = parent
+        }
+        return file.deletingLastPathComponent().standardizedFileURL
+    }
+
+    static func displayPath(_ url: URL) -> String {
+        let cwd = FileManager.default.currentDirectoryPath
+        let p = url.standardizedFileURL.path
+        return p.hasPrefix(cwd + "/") ? String(p.dropFirst(cwd.count + 1)) : p
+    }
+
+    /// `-S` values: YAML scalar rules (numbers, booleans, strings).
+    static func parseScalar(_ s: String) -> ParamValue {
+        if let v = try? YAMLValue.parse(s, file: "-S"), case .scalar(let p, _) = v { return p }
+        return .string(s)
+    }
+
+    private static func checkKeys(_ map: YAMLValue, allowed: [String], what: String, into d: inout [SpecDiagnostic]) {
+        for e in map.entries ?? [] where !allowed.contains(e.key) {
+            d.append(SpecDiagnostic(e.keyLocation, "unknown \(what) key `\(e.key)`" + didYouMean(e.key, among: allowed)))
+        }
+    }
+
+    private static func applyOverrides(_ yaml: YAMLValue, prefix: String, to params: inout ParamTree,
+                                       declared: [String], into d: inout [SpecDiagnostic]) {
+        for e in yaml.entries ?? [] {
+            let key = prefix.isEmpty ? e.key : prefix + "." + e.key
+            guard declared.contains(key) else {
+                d.append(SpecDiagnostic(e.keyLocation, "unknown param `\(key)` (the pipeline does not declare it)"
+                                        + didYouMean(key, among: declared)))
+                continue
+            }
+            // Descend into maps the pipeline declares as maps; otherwise replace the value.
+            if e.value.entries != nil, case .map = params.value(at: key) {
+                applyOverrides(e.value, prefix: key, to: &params, declared: declared, into: &d)
+            } else {
+                params.set(key, e.value.value, location: e.value.location)
+            }
+        }
+    }
+
+    private static func parseStage(name: String, keyLocation: SourceLocation, body: YAMLValue,
+                                   into d: inout [SpecDiagnostic]) -> StageDecl? {
+        guard let entries = body.entries else {
+            d.append(SpecDiagnostic(body.location, "stage `\(name)` must be a map with at least `kind`")); return nil
+        }
+        if name.contains("@") || name.contains("/") || name.isEmpty {
+            d.append(SpecDiagnostic(keyLocation, "stage name `\(name)` may not contain `@` or `/`")); return nil
+        }
+        guard let kindValue = body["kind"] else {
+            d.append(SpecDiagnostic(keyLocation, "stage `\(name)` has no `kind`")); return nil
+        }
+        let kindNames = StageRegistry.kinds.map(\.name)
+        guard case .scalar(.string(let kindName), _) = kindValue, let kind = StageRegistry.kind(named: kindName) else {
+            d.append(SpecDiagnostic(kindValue.location, "unknown stage kind `\(kindValue.value.shortDescription)`"
+                                    + didYouMean(kindValue.value.shortDescription, among: kindNames)
+                                    + "; known kinds: " + kindNames.joined(separator: ", ")))
+            return nil
+        }
+        var needs: [String] = []
+        var needsLocations: [SourceLocation] = []
+        if let n = body["needs"] {
+            switch n {
+            case .scalar(.string(let s), let l): needs = [s]; needsLocations = [l]
+            case .list(let items, _):
+                for item in items {
+                    if case .scalar(.string(let s), let l) = item { needs.append(s); needsLocations.append(l) }
+                    else { d.append(SpecDiagnostic(item.location, "`needs` entries must be stage names")) }
+                }
+                if Set(needs).count != needs.count {
+                    d.append(SpecDiagnostic(n.location, "`needs` lists a stage twice"))
+                }
+            default: d.append(SpecDiagnostic(n.location, "`needs` must be a list of stage names"))
+            }
+        }
+        let fieldNames = kind.params.map(\.name)
+        var fields: [String: YAMLValue] = [:]
+        for e in entries where !SpecKeys.stageReserved.contains(e.key) {
+            guard fieldNames.contains(e.key) else {
+                d.append(SpecDiagnostic(e.keyLocation, "unknown field `\(e.key)` for stage kind `\(kind.name)`"
+                                        + didYouMean(e.key, among: fieldNames + SpecKeys.stageReserved)))
+                continue
+            }
+            fields[e.key] = e.value
+        }
+        return StageDecl(name: name, kind: kind, needs: needs, needsLocations: needsLocations, fields: fields, location: keyLocation)
+    }
+
+    private static func needsLocation(_ st: StageDecl, index: Int) -> SourceLocation {
+        index < st.needsLocations.count ? st.needsLocations[index] : st.location
+    }
+
+    /// A cycle as a list of names (first repeated at the end), or nil.
+    static func findCycle(_ stages: [StageDecl]) -> [String]? {
+        let byName = Dictionary(uniqueKeysWithValues: stages.map { ($0.name, $0) })
+        var state: [String: Int] = [:]  // 1 visiting, 2 done
+        var path: [String] = []
+        func visit(_ n: String) -> [String]? {
+            if state[n] == 2 { return nil }
+            if state[n] == 1 { return Array(path[path.firstIndex(of: n)!...]) + [n] }
+            state[n] = 1; path.append(n)
+            for m in byName[n]?.needs ?? [] { if let c = visit(m) { return c } }
+            path.removeLast(); state[n] = 2
+            return nil
+        }
+        for s in stages { if let c = visit(s.name) { return c } }
+        return nil
+    }
+}

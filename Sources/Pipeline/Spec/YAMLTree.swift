@@ -1,0 +1,126 @@
+import Foundation
+import Stages
+import Yams
+
+/// A YAML value with the place it came from. Built from Yams' node API so every later error
+/// can name `file:line:column`.
+public indirect enum YAMLValue: Sendable {
+    case scalar(ParamValue, SourceLocation)
+    case list([YAMLValue], SourceLocation)
+    /// Ordered entries: (key, key location, value).
+    case map([(key: String, keyLocation: SourceLocation, value: YAMLValue)], SourceLocation)
+
+    public var location: SourceLocation {
+        switch self {
+        case .scalar(_, let l), .list(_, let l), .map(_, let l): return l
+        }
+    }
+
+    /// The plain value, locations dropped.
+    public var value: ParamValue {
+        switch self {
+        case .scalar(let v, _): return v
+        case .list(let items, _): return .list(items.map(\.value))
+        case .map(let entries, _):
+            var m: [String: ParamValue] = [:]
+            for e in entries { m[e.key] = e.value.value }
+            return .map(m)
+        }
+    }
+
+    public var entries: [(key: String, keyLocation: SourceLocation, value: YAMLValue)]? {
+        if case .map(let e, _) = self { return e } else { return nil }
+    }
+
+    subscript(key: String) -> YAMLValue? { entries?.first { $0.key == key }?.value }
+
+    /// Parses a YAML file; syntax errors and duplicate keys become SpecErrors.
+    public static func load(file: URL, displayName: String) throws -> YAMLValue {
+        let text: String
+        do { text = try String(contentsOf: file, encoding: .utf8) } catch {
+            throw SpecError(nil, "\(displayName): cannot read file: \(error.localizedDescription)")
+        }
+        return try parse(text, file: displayName)
+    }
+
+    public static func parse(_ text: String, file: String) throws -> YAMLValue {
+        let node: Node?
+        do { node = try Yams.compose(yaml: text) } catch let error as YamlError {
+            throw SpecError(yamlErrorLocation(error, file: file), "YAML syntax error: \(yamlErrorProblem(error))")
+        }
+        guard let node else { return .map([], SourceLocation(file: file, line: 1, column: 1)) }
+        var diagnostics: [SpecDiagnostic] = []
+        let value = convert(node, file: file, diagnostics: &diagnostics)
+        if !diagnostics.isEmpty { throw SpecError(diagnostics) }
+        return value
+    }
+
+    private static func location(_ node: Node, _ file: String) -> SourceLocation {
+        let mark = node.mark
+        return SourceLocation(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1)
+    }
+
+    private static func convert(_ node: Node, file: String, diagnostics: inout [SpecDiagnostic]) -> YAMLValue {
+        let loc = location(node, file)
+        switch node {
+        case .scalar(let scalar):
+            return .scalar(scalarValue(scalar, node: node), loc)
+        case .sequence(let seq):
+            return .list(seq.map { convert($0, file: file, diagnostics: &diagnostics) }, loc)
+        case .mapping(let mapping):
+            var entries: [(key: String, keyLocation: SourceLocation, value: YAMLValue)] = []
+            var seen: [String: SourceLocation] = [:]
+            for (k, v) in mapping {
+                let kloc = location(k, file)
+                guard let key = k.scalar?.string else {
+                    diagnostics.append(SpecDiagnostic(kloc, "map keys must be plain strings"))
+                    continue
+                }
+                if let first = seen[key] {
+                    diagnostics.append(SpecDiagnostic(kloc, "duplicate key `\(key)` (first at line \(first.line))"))
+                    continue
+                }
+                seen[key] = kloc
+                entries.append((key, kloc, convert(v, file: file, diagnostics: &diagnostics)))
+            }
+            return .map(entries, loc)
+        case .alias:
+            diagnostics.append(SpecDiagnostic(loc, "YAML aliases are not supported"))
+            return .scalar(.null, loc)
+        }
+    }
+
+    private static func scalarValue(_ scalar: Node.Scalar, node: Node) -> ParamValue {
+        if scalar.style == .singleQuoted || scalar.style == .doubleQuoted || scalar.style == .literal
+            || scalar.style == .folded {
+            return .string(scalar.string)
+        }
+        if node.null != nil { return .null }
+        if let b = node.bool { return .bool(b) }
+        if let i = node.int { return .int(i) }
+        if let d = node.float { return .double(d) }
+        return .string(scalar.string)
+    }
+
+    private static func yamlErrorLocation(_ error: YamlError, file: String) -> SourceLocation? {
+        switch error {
+        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _):
+            return SourceLocation(file: file, line: mark.line, column: mark.column)
+        case .duplicatedKeysInMapping(_, let context):
+            return SourceLocation(file: file, line: context.mark.line, column: context.mark.column)
+        default: return SourceLocation(file: file, line: 1, column: 1)
+        }
+    }
+
+    private static func yamlErrorProblem(_ error: YamlError) -> String {
+        switch error {
+        case .scanner(let context, let problem, _, _), .parser(let context, let problem, _, _),
+             .composer(let context, let problem, _, _):
+            if let context { return "\(problem) (\(context.text))" }
+            return problem
+        case .duplicatedKeysInMapping(let duplicates, _):
+            return "duplicate keys " + duplicates.map { "`\($0)`" }.joined(separator: ", ")
+        default: return "\(error)"
+        }
+    }
+}

@@ -1,0 +1,247 @@
+import Foundation
+import GRDB
+
+/// A recorded stage result: key -> artifact digest, metrics and key components.
+public struct StoredResult: Sendable {
+    public var key: String
+    public var stage: String
+    public var cellID: String
+    public var artifact: String
+    public var metrics: [String: Double]
+    /// Key components (name -> canonical JSON), for `why`.
+    public var components: [String: String]
+    public var seconds: Double
+    public var runID: String
+}
+
+/// `.pdpipe/`: SQLite (WAL) for keys, runs and file digests; `objects/<digest>/` for artifacts;
+/// `tmp/` for outputs being written; `work/<key>/` for checkpoints; `locks/`; `logs/<run>/`.
+public final class Store: @unchecked Sendable {
+    public let root: URL
+    let db: DatabasePool
+
+    public var objects: URL { root.appendingPathComponent("objects") }
+    public var tmp: URL { root.appendingPathComponent("tmp") }
+    public var work: URL { root.appendingPathComponent("work") }
+    public var locks: URL { root.appendingPathComponent("locks") }
+    public var logs: URL { root.appendingPathComponent("logs") }
+
+    public init(root: URL) throws {
+        self.root = root.standardizedFileURL
+        let fm = FileManager.default
+        for d in ["", "objects", "tmp", "work", "locks", "logs"] {
+            try fm.createDirectory(at: root.appendingPathComponent(d), withIntermediateDirectories: true)
+        }
+        var config = Configuration()
+        config.busyMode = .timeout(30)
+        db = try DatabasePool(path: root.appendingPathComponent("pdpipe.sqlite").path, configuration: config)
+        try Self.migrator.migrate(db)
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE results (key TEXT PRIMARY KEY, stage TEXT NOT NULL, cell_id TEXT NOT NULL,
+                    artifact TEXT NOT NULL, metrics TEXT NOT NULL, components TEXT NOT NULL,
+                    seconds REAL NOT NULL, run_id TEXT NOT NULL, created_at REAL NOT NULL);
+                CREATE TABLE cells (scope TEXT NOT NULL, cell_id TEXT NOT NULL, key TEXT NOT NULL,
+                    updated_at REAL NOT NULL, PRIMARY KEY (scope, cell_id));
+                CREATE TABLE runs (id TEXT PRIMARY KEY, started_at REAL NOT NULL, finished_at REAL,
+                    command TEXT NOT NULL, status TEXT NOT NULL);
+                CREATE TABLE run_stages (run_id TEXT NOT NULL, cell_id TEXT NOT NULL, key TEXT,
+                    action TEXT NOT NULL, seconds REAL NOT NULL, message TEXT NOT NULL DEFAULT '',
+                    PRIMARY KEY (run_id, cell_id));
+                CREATE TABLE file_digests (path TEXT PRIMARY KEY, size INTEGER NOT NULL,
+                    mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, digest TEXT NOT NULL);
+                """)
+        }
+        return m
+    }
+
+    // MARK: results and cells
+
+    public func result(forKey key: String) throws -> StoredResult? {
+        try db.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM results WHERE key = ?", arguments: [key]).map(Self.decode)
+        }
+    }
+
+    /// Results for many keys in one read (no-op status of a large pipeline).
+    public func results(forKeys keys: [String]) throws -> [String: StoredResult] {
+        try db.read { db in
+            var out: [String: StoredResult] = [:]
+            for chunk in stride(from: 0, to: keys.count, by: 500) {
+                let part = Array(keys[chunk..<min(chunk + 500, keys.count)])
+                let marks = part.map { _ in "?" }.joined(separator: ",")
+                for row in try Row.fetchAll(db, sql: "SELECT * FROM results WHERE key IN (\(marks))", arguments: StatementArguments(part)) {
+                    let r = Self.decode(row); out[r.key] = r
+                }
+            }
+            return out
+        }
+    }
+
+    static func decode(_ row: Row) -> StoredResult {
+        let metricsJSON: String = row["metrics"], componentsJSON: String = row["components"]
+        return StoredResult(
+            key: row["key"], stage: row["stage"], cellID: row["cell_id"], artifact: row["artifact"],
+            metrics: (try? JSONDecoder().decode([String: Double].self, from: Data(metricsJSON.utf8))) ?? [:],
+            components: (try? JSONDecoder().decode([String: String].self, from: Data(componentsJSON.utf8))) ?? [:],
+            seconds: row["seconds"], runID: row["run_id"])
+    }
+
+    /// The key most recently recorded for each cell of a scope (experiment file).
+    public func currentKeys(scope: String) throws -> [String: String] {
+        try db.read { db in
+            var out: [String: String] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT cell_id, key FROM cells WHERE scope = ?", arguments: [scope]) {
+                out[row["cell_id"]] = row["key"]
+            }
+            return out
+        }
+    }
+
+    /// Records a computed result and points the cell at it, in one transaction.
+    public func record(_ r: StoredResult, scope: String) throws {
+        let metrics = String(decoding: try JSONEncoder.sorted.encode(r.metrics), as: UTF8.self)
+        let components = String(decoding: try JSONEncoder.sorted.encode(r.components), as: UTF8.self)
+        let now = Date().timeIntervalSince1970
+        try db.write { db in
+            try db.execute(sql: """
+                INSERT OR REPLACE INTO results (key, stage, cell_id, artifact, metrics, components, seconds, run_id, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [r.key, r.stage, r.cellID, r.artifact, metrics, components, r.seconds, r.runID, now])
+            try db.execute(sql: "INSERT OR REPLACE INTO cells (scope, cell_id, key, updated_at) VALUES (?, ?, ?, ?)",
+                           arguments: [scope, r.cellID, r.key, now])
+            try db.execute(sql: "INSERT OR REPLACE INTO run_stages (run_id, cell_id, key, action, seconds) VALUES (?, ?, ?, 'ran', ?)",
+                           arguments: [r.runID, r.cellID, r.key, r.seconds])
+        }
+    }
+
+    /// Points a cell at an already stored key (restore) and notes it in the run.
+    public func markRestored(cellID: String, key: String, scope: String, runID: String) throws {
+        let now = Date().timeIntervalSince1970
+        try db.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO cells (scope, cell_id, key, updated_at) VALUES (?, ?, ?, ?)",
+                           arguments: [scope, cellID, key, now])
+            try db.execute(sql: "INSERT OR REPLACE INTO run_stages (run_id, cell_id, key, action, seconds) VALUES (?, ?, ?, 'restored', 0)",
+                           arguments: [runID, cellID, key])
+        }
+    }
+
+    public func noteStage(runID: String, cellID: String, key: String?, action: String, message: String) throws {
+        try db.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO run_stages (run_id, cell_id, key, action, seconds, message) VALUES (?, ?, ?, ?, 0, ?)",
+                           arguments: [runID, cellID, key, action, message])
+        }
+    }
+
+    // MARK: runs
+
+    public func beginRun(command: String) throws -> String {
+        let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
+        let id = stamp + "-" + String(UUID().uuidString.prefix(6)).lowercased()
+        try db.write { db in
+            try db.execute(sql: "INSERT INTO runs (id, started_at, command, status) VALUES (?, ?, ?, 'running')",
+                           arguments: [id, Date().timeIntervalSince1970, command])
+        }
+        return id
+    }
+
+    public func finishRun(_ id: String, status: String) throws {
+        try db.write { db in
+            try db.execute(sql: "UPDATE runs SET finished_at = ?, status = ? WHERE id = ?",
+                           arguments: [Date().timeIntervalSince1970, status, id])
+        }
+    }
+
+    public struct RunInfo: Sendable {
+        public var id: String, command: String, status: String, startedAt: Date, finishedAt: Date?
+        public var counts: [String: Int]
+    }
+
+    public func runs(limit: Int = 20) throws -> [RunInfo] {
+        try db.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", arguments: [limit]).map { row in
+                let id: String = row["id"]
+                var counts: [String: Int] = [:]
+                for c in try Row.fetchAll(db, sql: "SELECT action, COUNT(*) AS n FROM run_stages WHERE run_id = ? GROUP BY action", arguments: [id]) {
+                    counts[c["action"]] = c["n"]
+                }
+                let finished: Double? = row["finished_at"]
+                return RunInfo(id: id, command: row["command"], status: row["status"],
+                               startedAt: Date(timeIntervalSince1970: row["started_at"]),
+                               finishedAt: finished.map(Date.init(timeIntervalSince1970:)), counts: counts)
+            }
+        }
+    }
+
+    public func runStages(_ runID: String) throws -> [(cellID: String, action: String, seconds: Double, message: String)] {
+        try db.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM run_stages WHERE run_id = ? ORDER BY rowid", arguments: [runID]).map {
+                ($0["cell_id"], $0["action"], $0["seconds"], $0["message"])
+            }
+        }
+    }
+
+    public func allArtifacts() throws -> Set<String> {
+        try db.read { db in Set(try String.fetchAll(db, sql: "SELECT DISTINCT artifact FROM results")) }
+    }
+
+    /// Drops results whose object is gone or corrupt, so they are recomputed.
+    public func forget(key: String) throws {
+        try db.write { db in
+            try db.execute(sql: "DELETE FROM results WHERE key = ?", arguments: [key])
+        }
+    }
+
+    public func forgetArtifact(_ digest: String) throws {
+        try db.write { db in try db.execute(sql: "DELETE FROM results WHERE artifact = ?", arguments: [digest]) }
+    }
+
+    // MARK: external file digests, memoised by (path, size, mtime_ns, inode)
+
+    public func fileDigest(_ url: URL) throws -> String {
+        let path = url.standardizedFileURL.path
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw StoreError("cannot read `\(path)`: no such file or directory") }
+        let size = Int64(st.st_size), inode = Int64(st.st_ino)
+        let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        if let row = try db.read({ db in
+            try Row.fetchOne(db, sql: "SELECT * FROM file_digests WHERE path = ?", arguments: [path])
+        }), row["size"] as Int64 == size, row["mtime_ns"] as Int64 == mtime, row["inode"] as Int64 == inode {
+            return row["digest"]
+        }
+        let digest = try Digest.file(url)
+        try db.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO file_digests (path, size, mtime_ns, inode, digest) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [path, size, mtime, inode, digest])
+        }
+        return digest
+    }
+
+    /// Digest of a dependency: a file's content digest, or a directory's tree digest.
+    public func dependencyDigest(_ url: URL) throws -> String {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
+            throw StoreError("dependency `\(url.path)` does not exist")
+        }
+        return isDir.boolValue ? "tree:" + (try Digest.tree(url, fileDigest: fileDigest)) : try fileDigest(url)
+    }
+
+    public func objectURL(_ digest: String) -> URL { objects.appendingPathComponent(digest) }
+}
+
+public struct StoreError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+extension JSONEncoder {
+    static var sorted: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }
+}

@@ -1,0 +1,155 @@
+import Foundation
+
+/// `kind: shell` — runs `cmd` with /bin/sh in a fresh scratch directory. Declared `outs` (relative to that
+/// directory) become the artifact; `deps` (relative to the project directory) enter the key by content.
+/// Consumed stages' artifacts are available as `$PDPIPE_IN_<NAME>` and `${inputs.NAME}`; params listed in
+/// `params` as `$PDPIPE_PARAM_<KEY>` (dots -> `_`). A `metrics.json` of numbers written to the scratch
+/// directory becomes the stage's metrics.
+public struct ShellStage: StageKind {
+    public init() {}
+    public var name: String { "shell" }
+    public var version: Int { 1 }
+    public var params: [ParamSpec] {
+        [
+            ParamSpec("cmd", .string, help: "command run by /bin/sh in the stage's scratch directory"),
+            ParamSpec("deps", .list(.string), default: .list([]), help: "files/directories read, relative to the project"),
+            ParamSpec("outs", .list(.string), default: .list([]), help: "paths the command writes, relative to its working directory"),
+            ParamSpec("params", .list(.string), default: .list([]), help: "param keys the command reads (exported as PDPIPE_PARAM_*)"),
+            ParamSpec("env", .map(.string), default: .map([:]), help: "extra environment variables"),
+        ]
+    }
+
+    public func externalPaths(_ params: [String: ParamValue], projectDirectory: URL) -> [URL] {
+        (params["deps"]?.listValue ?? []).compactMap(\.stringValue).map {
+            $0.hasPrefix("/") ? URL(fileURLWithPath: $0) : projectDirectory.appendingPathComponent($0)
+        }
+    }
+
+    public func validate(_ params: [String: ParamValue]) -> [(field: String, message: String)] {
+        var problems: [(field: String, message: String)] = []
+        for out in (params["outs"]?.listValue ?? []).compactMap(\.stringValue) {
+            if out.hasPrefix("/") || out.split(separator: "/").contains("..") || out.isEmpty {
+                problems.append(("outs", "out `\(out)` must be a relative path inside the working directory"))
+            }
+        }
+        let outs = (params["outs"]?.listValue ?? []).compactMap(\.stringValue)
+        if Set(outs).count != outs.count { problems.append(("outs", "an out is listed twice")) }
+        return problems
+    }
+
+    /// Environment-variable form of a name: `real_p` -> `REAL_P`, `train.lr` -> `TRAIN_LR`.
+    public static func envName(_ s: String) -> String {
+        String(s.uppercased().map { $0.isLetter || $0.isNumber ? $0 : "_" })
+    }
+
+    public func run(_ context: StageContext) throws -> StageOutcome {
+        let fm = FileManager.default
+        let scratch = context.workDirectory.appendingPathComponent("cwd")
+        try? fm.removeItem(at: scratch)
+        try fm.createDirectory(at: scratch, withIntermediateDirectories: true)
+
+        var cmd = context.params["cmd"]?.stringValue ?? ""
+        var env = ProcessInfo.processInfo.environment
+        for (name, url) in context.inputs {
+            env["PDPIPE_IN_" + Self.envName(name)] = url.path
+            cmd = cmd.replacingOccurrences(of: "${inputs.\(name)}", with: shellQuote(url.path))
+        }
+        if case .map(let values)? = context.params["param_values"] {
+            for (k, v) in values { env["PDPIPE_PARAM_" + Self.envName(k)] = v.shortDescription }
+        }
+        for (k, v) in context.params["env"]?.mapValue ?? [:] { env[k] = v.stringValue ?? v.shortDescription }
+        env["PDPIPE_PROJECT_DIR"] = context.projectDirectory.path
+        env["PDPIPE_STAGE"] = context.cellID
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", cmd]
+        process.currentDirectoryURL = scratch
+        process.environment = env
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        process.standardInput = FileHandle.nullDevice
+        let tail = LogTail()
+        let finished = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in finished.signal() }
+        do { try process.run() } catch { throw StageError("cannot start /bin/sh: \(error)") }
+
+        // Stream the command's output as log lines, keeping the tail for failure messages.
+        let reader = DispatchGroup()
+        let handle = pipe.fileHandleForReading
+        let emit = context.emit
+        DispatchQueue.global().async(group: reader) {
+            var pending = Data()
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                pending.append(chunk)
+                while let nl = pending.firstIndex(of: 10) {
+                    let line = String(decoding: pending[pending.startIndex..<nl], as: UTF8.self)
+                    pending.removeSubrange(pending.startIndex...nl)
+                    tail.add(line); emit(.log(line))
+                }
+            }
+            if !pending.isEmpty {
+                let line = String(decoding: pending, as: UTF8.self)
+                tail.add(line); emit(.log(line))
+            }
+        }
+        // Foundation starts the child in its own process group, so a terminal Ctrl-C does not reach it:
+        // forward SIGINT to the whole group, then SIGKILL whatever is left after a grace period.
+        var cancelledAt: Date?
+        while finished.wait(timeout: .now() + .milliseconds(100)) == .timedOut {
+            if context.isCancelled() && cancelledAt == nil {
+                cancelledAt = Date()
+                kill(-process.processIdentifier, SIGINT)
+            } else if let t = cancelledAt, Date().timeIntervalSince(t) > 3 {
+                kill(-process.processIdentifier, SIGKILL)
+            }
+        }
+        let cancelled = cancelledAt != nil
+        reader.wait()
+        if cancelled || context.isCancelled() { throw StageCancelled() }
+        guard process.terminationReason == .exit, process.terminationStatus == 0 else {
+            let how = process.terminationReason == .exit ? "exit status \(process.terminationStatus)"
+                : "signal \(process.terminationStatus)"
+            throw StageError("command failed with \(how); last output:\n" + tail.lines.map { "  | " + $0 }.joined(separator: "\n"))
+        }
+
+        var metrics: [String: Double] = [:]
+        let metricsFile = scratch.appendingPathComponent("metrics.json")
+        if let data = try? Data(contentsOf: metricsFile) {
+            guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw StageError("metrics.json must be a JSON object of numbers")
+            }
+            for (k, v) in object {
+                if let n = v as? NSNumber { metrics[k] = n.doubleValue }
+            }
+        }
+        for out in (context.params["outs"]?.listValue ?? []).compactMap(\.stringValue) {
+            let source = scratch.appendingPathComponent(out)
+            guard fm.fileExists(atPath: source.path) else {
+                throw StageError("declared out `\(out)` was not written by the command")
+            }
+            let target = context.outputDirectory.appendingPathComponent(out)
+            try fm.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try fm.moveItem(at: source, to: target)
+        }
+        return StageOutcome(metrics: metrics)
+    }
+
+    private func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+}
+
+/// The last lines of a command's output (thread-safe).
+final class LogTail: @unchecked Sendable {
+    private let lock = NSLock()
+    private var buffer: [String] = []
+    private let limit = 20
+    func add(_ line: String) {
+        lock.lock(); defer { lock.unlock() }
+        buffer.append(line)
+        if buffer.count > limit { buffer.removeFirst(buffer.count - limit) }
+    }
+    var lines: [String] { lock.lock(); defer { lock.unlock() }; return buffer }
+}

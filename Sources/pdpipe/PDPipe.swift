@@ -1,0 +1,95 @@
+import ArgumentParser
+import Foundation
+import Pipeline
+
+@main
+struct PDPipe: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pdpipe",
+        abstract: "A declarative experiment-pipeline runner with a content-addressed cache.",
+        version: versionDescription,
+        subcommands: [RunCommand.self, StatusCommand.self, WhyCommand.self, DagCommand.self, RunsCommand.self,
+                      LogsCommand.self, ReportCommand.self, CacheCommand.self, GCCommand.self])
+
+    /// Like ArgumentParser's main, but usage errors exit 2 (DESIGN.md), not EX_USAGE (64).
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                printError(fullMessage(for: error))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
+}
+
+/// Exit codes (DESIGN.md): 0 ok, 1 a stage failed, 2 bad usage/spec, 3 stale, 130 interrupted.
+enum Exit {
+    static let stageFailed = ExitCode(1)
+    static let badSpec = ExitCode(2)
+    static let stale = ExitCode(3)
+    static let interrupted = ExitCode(130)
+}
+
+/// The experiment/pipeline file argument and options shared by commands that read one.
+struct SpecOptions: ParsableArguments {
+    @Argument(help: "Experiment (experiments/*.yaml) or pipeline (pipelines/*.yaml) file.")
+    var file: String
+
+    @Option(name: [.customShort("S"), .customLong("set")], help: "Override a param: key=value (repeatable); key=a,b sweeps.")
+    var set: [String] = []
+
+    @Option(name: .customLong("store"), help: "Store directory (default: .pdpipe/ in the project root).")
+    var store: String?
+
+    /// Loads and validates; spec errors print `file:line:column: message` and exit 2 before any store write.
+    func load() throws -> (Expansion, Store) {
+        let expansion: Expansion
+        do {
+            let spec = try SpecLoader.load(URL(fileURLWithPath: file), overrides: set)
+            expansion = try Expansion.expand(spec)
+        } catch let e as SpecError {
+            printError(e.description)
+            throw Exit.badSpec
+        }
+        let storeURL = store.map { URL(fileURLWithPath: $0) }
+            ?? expansion.spec.projectDirectory.appendingPathComponent(".pdpipe")
+        return (expansion, try Store(root: storeURL))
+    }
+}
+
+/// Store location for commands without a FILE: `--store`, else the nearest `.pdpipe/` above the cwd.
+struct StoreOption: ParsableArguments {
+    @Option(name: .customLong("store"), help: "Store directory (default: nearest .pdpipe/ above the current directory).")
+    var store: String?
+
+    func open() throws -> Store {
+        if let store { return try Store(root: URL(fileURLWithPath: store)) }
+        var dir = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).standardizedFileURL
+        while true {
+            let candidate = dir.appendingPathComponent(".pdpipe")
+            if FileManager.default.fileExists(atPath: candidate.appendingPathComponent("pdpipe.sqlite").path) {
+                return try Store(root: candidate)
+            }
+            let parent = dir.deletingLastPathComponent().standardizedFileURL
+            if parent.path == dir.path { break }
+            dir = parent
+        }
+        printError("no .pdpipe/ store found above \(FileManager.default.currentDirectoryPath); pass --store DIR")
+        throw Exit.badSpec
+    }
+}
+
+func printError(_ s: String) {
+    FileHandle.standardError.write(Data((s + "\n").utf8))
+}
+
+func catchingSpecErrors<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch let e as SpecError {
+        printError(e.description)
+        throw Exit.badSpec
+    }
+}

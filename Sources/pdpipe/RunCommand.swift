@@ -1,0 +1,146 @@
+import ArgumentParser
+import Foundation
+import Pipeline
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the stages that are not up to date.")
+
+    @OptionGroup var spec: SpecOptions
+    @Argument(help: "Stages or cell ids to bring up to date (default: all).") var targets: [String] = []
+    @Flag(name: [.customShort("n"), .customLong("dry-run")], help: "Print what would run; change nothing.") var dryRun = false
+    @Option(name: .customShort("j"), help: "Stages to run in parallel.") var jobs = 1
+    @Option(name: [.customShort("f"), .customLong("force")], help: "Recompute this stage (name or cell id) even if stored.") var force: [String] = []
+    @Flag(name: [.customShort("k"), .customLong("keep-going")], help: "After a failure, keep running stages that do not depend on it.") var keepGoing = false
+    @Flag(name: [.customShort("v"), .customLong("verbose")], help: "Print stage log lines.") var verbose = false
+
+    func run() throws {
+        guard jobs >= 1 else { printError("-j must be at least 1"); throw Exit.badSpec }
+        let (expansion, store) = try spec.load()
+        let runner = Runner(expansion: expansion, store: store)
+        var options = RunOptions()
+        options.targets = targets
+        options.jobs = jobs
+        options.force = force
+        options.keepGoing = keepGoing
+        for f in force where !expansion.instances.contains(where: { $0.stage == f || $0.id == f }) {
+            printError("-f \(f): no such stage or cell id"); throw Exit.badSpec
+        }
+        if dryRun {
+            let lines = try catchingSpecErrors { try runner.plan(options) }
+            printPlan(lines)
+            return
+        }
+        let interrupt = Interrupt.install()
+        let console = Console(verbose: verbose)
+        let summary = try catchingSpecErrors {
+            try runner.run(options, command: CommandLine.arguments.joined(separator: " "),
+                           isCancelled: { interrupt.isSet }, observe: console.handle)
+        }
+        console.finish()
+        let counts = [("ran", summary.count(.run)), ("restored", summary.count(.restore)),
+                      ("up-to-date", summary.count(.upToDate)), ("failed", summary.count(.failed)),
+                      ("skipped", summary.count(.skipped))]
+        print(counts.filter { $0.1 > 0 || $0.0 == "ran" }.map { "\($0.1) \($0.0)" }.joined(separator: ", ")
+              + (summary.runID.map { " (run \($0))" } ?? ""))
+        if summary.interrupted { printError("interrupted"); throw Exit.interrupted }
+        if summary.failed { throw Exit.stageFailed }
+    }
+}
+
+func printPlan(_ lines: [PlanLine]) {
+    for l in lines {
+        print(l.action.rawValue + " " + l.id + (l.action == .run ? " (\(l.reason))" : ""))
+    }
+    let run = lines.filter { $0.action == .run }.count
+    let restore = lines.filter { $0.action == .restore }.count
+    let ok = lines.filter { $0.action == .upToDate }.count
+    print("\(run) to run, \(restore) to restore, \(ok) up-to-date")
+}
+
+/// SIGINT sets a flag the runner polls; a second SIGINT exits at once.
+final class Interrupt: @unchecked Sendable {
+    private let lock = NSLock()
+    private var flag = false
+    private var source: DispatchSourceSignal?
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return flag }
+
+    static func install() -> Interrupt {
+        let i = Interrupt()
+        signal(SIGINT, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        source.setEventHandler {
+            i.lock.lock()
+            let second = i.flag
+            i.flag = true
+            i.lock.unlock()
+            if second { _exit(130) }
+            printError("\ninterrupt: stopping running stages (press Ctrl-C again to abort at once)")
+        }
+        source.resume()
+        i.source = source
+        return i
+    }
+}
+
+/// Prints run events: plain lines, plus a one-line progress bar on a terminal.
+final class Console: @unchecked Sendable {
+    private let lock = NSLock()
+    private let tty = isatty(STDOUT_FILENO) != 0
+    private let verbose: Bool
+    private var barShown = false
+    private var started: [String: Date] = [:]
+    private var lastPlainProgress: [String: Double] = [:]
+
+    init(verbose: Bool) { self.verbose = verbose }
+
+    func handle(_ event: RunEvent) {
+        lock.lock(); defer { lock.unlock() }
+        switch event {
+        case .started(let id, let reason):
+            started[id] = Date()
+            say("RUN \(id) (\(reason))")
+        case .done(let line):
+            switch line.action {
+            case .run: say("  done \(line.id) in \(String(format: "%.2f", line.seconds)) s")
+            case .restore: say("RESTORE \(line.id)")
+            case .upToDate: say("UP-TO-DATE \(line.id)")
+            case .failed: say("FAILED \(line.id): \(line.reason)")
+            case .skipped: say("SKIPPED \(line.id) (\(line.reason))")
+            }
+        case .log(let id, let text):
+            if verbose { say("  [\(id)] \(text)") }
+        case .progress(let id, let done, let total, let unit, let detail):
+            let fraction = total > 0 ? min(1, max(0, done / total)) : 0
+            var eta = ""
+            if let t0 = started[id], fraction > 0.001 {
+                let left = Date().timeIntervalSince(t0) * (1 - fraction) / fraction
+                eta = " ETA " + (left >= 60 ? "\(Int(left / 60))m\(Int(left) % 60)s" : "\(Int(left))s")
+            }
+            let text = "\(id) \(String(format: "%.1f", done))/\(String(format: "%.1f", total)) \(unit) \(detail)\(eta)"
+            if tty {
+                let width = 24, filled = Int(fraction * Double(width))
+                let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+                FileHandle.standardOutput.write(Data("\r\u{1B}[K[\(bar)] \(text)".utf8))
+                barShown = true
+            } else if fraction - (lastPlainProgress[id] ?? -1) >= 0.1 || fraction >= 1 && lastPlainProgress[id] != 1 {
+                lastPlainProgress[id] = fraction
+                print("  " + text)
+            }
+        case .waiting(let id, let holder):
+            say("WAIT \(id): locked by \(holder)")
+        case .warning(let message):
+            say("warning: \(message)")
+        }
+    }
+
+    private func say(_ s: String) {
+        if barShown { FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8)); barShown = false }
+        print(s)
+        fflush(nil)
+    }
+
+    func finish() {
+        lock.lock(); defer { lock.unlock() }
+        if barShown { FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8)); barShown = false }
+    }
+}

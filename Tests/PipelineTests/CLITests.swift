@@ -1,0 +1,130 @@
+import Foundation
+import Testing
+@testable import Pipeline
+
+/// The built `pdpipe` binary: exit codes, no store writes on bad specs, SIGINT, concurrent runs.
+@Suite struct CLITests {
+    /// `pdpipe` next to the test bundle in the build products directory.
+    static func binary() throws -> URL {
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = dir.appendingPathComponent("pdpipe")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        throw CLIError("pdpipe binary not found near \(CommandLine.arguments[0]); run `swift build --build-tests`")
+    }
+
+    struct CLIError: Error, CustomStringConvertible { var description: String; init(_ d: String) { description = d } }
+
+    struct Result { var status: Int32; var out: String; var err: String }
+
+    static func start(_ args: [String], in dir: URL) throws -> (Process, Pipe, Pipe) {
+        let p = Process()
+        p.executableURL = try binary()
+        p.arguments = args
+        p.currentDirectoryURL = dir
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        return (p, out, err)
+    }
+
+    static func finish(_ started: (Process, Pipe, Pipe)) -> Result {
+        let out = started.1.fileHandleForReading.readDataToEndOfFile()
+        let err = started.2.fileHandleForReading.readDataToEndOfFile()
+        started.0.waitUntilExit()
+        return Result(status: started.0.terminationStatus, out: String(decoding: out, as: UTF8.self),
+                      err: String(decoding: err, as: UTF8.self))
+    }
+
+    static func pdpipe(_ args: [String], in dir: URL) throws -> Result { finish(try start(args, in: dir)) }
+
+    @Test func exitCodesForRunStatusAndFailures() throws {
+        let f = try Fixture()
+        try f.writeScenario()
+        let first = try Self.pdpipe(["run", "experiments/sweep.yaml", "-j", "2"], in: f.dir)
+        #expect(first.status == 0)
+        #expect(first.out.contains("7 ran"))
+        let clean = try Self.pdpipe(["status", "experiments/sweep.yaml", "--exit-code"], in: f.dir)
+        #expect(clean.status == 0)
+        #expect(clean.out.contains("0 to run, 0 to restore, 7 up-to-date"))
+        let stale = try Self.pdpipe(["status", "experiments/sweep.yaml", "--exit-code", "-S", "eval.mode=slow"], in: f.dir)
+        #expect(stale.status == 3)
+        #expect(stale.out.contains("RUN evaluate@lr=0.1 (changed: param.eval.mode)"))
+        let dry = try Self.pdpipe(["run", "-n", "experiments/sweep.yaml", "-S", "eval.mode=slow"], in: f.dir)
+        #expect(dry.status == 0 && dry.out.contains("2 to run, 0 to restore, 5 up-to-date"))
+        #expect(try f.takeExecutions() == Fixture.allScenarioCells)
+        let why = try Self.pdpipe(["why", "experiments/sweep.yaml", "evaluate@lr=0.2", "-S", "eval.mode=slow"], in: f.dir)
+        #expect(why.out.contains("param.eval.mode: \"fast\" -> \"slow\""))
+
+        try f.write("pipelines/fail.yaml", "stages:\n  bad:\n    kind: shell\n    cmd: exit 4\n")
+        let failed = try Self.pdpipe(["run", "pipelines/fail.yaml"], in: f.dir)
+        #expect(failed.status == 1)
+        #expect(failed.out.contains("FAILED bad: command failed with exit status 4"))
+        #expect(try Self.pdpipe(["logs"], in: f.dir).out.contains("failed bad"))
+    }
+
+    @Test func badSpecExitsTwoAndWritesNoStore() throws {
+        let f = try Fixture()
+        try f.write("pipelines/bad.yaml", "stages:\n  a:\n    kind: shell\n    comd: echo\n")
+        let r = try Self.pdpipe(["run", "pipelines/bad.yaml"], in: f.dir)
+        #expect(r.status == 2)
+        #expect(r.err.contains("pipelines/bad.yaml:4:5: unknown field `comd` for stage kind `shell` (did you mean `cmd`?)"))
+        #expect(!FileManager.default.fileExists(atPath: f.storeURL.path))
+        let unknownFlag = try Self.pdpipe(["run", "pipelines/bad.yaml", "--bogus"], in: f.dir)
+        #expect(unknownFlag.status == 2)
+        #expect(!FileManager.default.fileExists(atPath: f.storeURL.path))
+    }
+
+    @Test func interruptStopsCleanlyWithNothingRecorded() throws {
+        let f = try Fixture()
+        try f.write("pipelines/slow.yaml", """
+            stages:
+              slow:
+                kind: shell
+                cmd: echo started > '\(f.url("started").path)'; sleep 20; echo done > out.txt
+                outs: [out.txt]
+            """)
+        let started = try Self.start(["run", "pipelines/slow.yaml"], in: f.dir)
+        let deadline = Date().addingTimeInterval(15)
+        while !FileManager.default.fileExists(atPath: f.url("started").path) && Date() < deadline { usleep(20_000) }
+        let t0 = Date()
+        started.0.interrupt()
+        let r = Self.finish(started)
+        #expect(r.status == 130)
+        #expect(Date().timeIntervalSince(t0) < 5)
+        let status = try Self.pdpipe(["status", "pipelines/slow.yaml", "--exit-code"], in: f.dir)
+        #expect(status.status == 3)
+        #expect(status.out.contains("RUN slow (never run)"))
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: f.storeURL.appendingPathComponent("tmp").path)
+        #expect(leftovers.isEmpty)
+    }
+
+    @Test func concurrentRunsComputeEachStageOnce() throws {
+        let f = try Fixture()
+        let log = "echo $PDPIPE_STAGE >> '\(f.counter.path)'"
+        try f.write("pipelines/shared.yaml", """
+            stages:
+              a:
+                kind: shell
+                cmd: \(log); sleep 1; echo a > a.txt
+                outs: [a.txt]
+              b:
+                kind: shell
+                needs: [a]
+                cmd: \(log); cp $PDPIPE_IN_A/a.txt b.txt
+                outs: [b.txt]
+            """)
+        // Create the store first so both processes open an existing database.
+        #expect(try Self.pdpipe(["status", "pipelines/shared.yaml"], in: f.dir).status == 0)
+        let one = try Self.start(["run", "pipelines/shared.yaml"], in: f.dir)
+        usleep(200_000)
+        let two = try Self.start(["run", "pipelines/shared.yaml"], in: f.dir)
+        let r1 = Self.finish(one), r2 = Self.finish(two)
+        #expect(r1.status == 0 && r2.status == 0)
+        #expect(try f.takeExecutions() == ["a", "b"])
+        #expect(r2.out.contains("WAIT a: locked by pid"))
+    }
+}
