@@ -167,6 +167,7 @@ public final class SongUNet: Module, DenoiserNetwork {
         }
         if let ds = dSkips[0] { dh.add(ds) }
         let dx = inputConv.backward(dh)
+        // The positional features of c_noise are not differentiated; only the mapping weights get gradients.
         _ = mapLayer0.backward(mapSilu0.backward(mapLayer1.backward(mapSilu1.backward(dEmb))))
         return dx
     }
