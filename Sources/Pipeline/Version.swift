@@ -1,5 +1,5 @@
 /// The pdpipe version, printed by `pdpipe --version`.
 public let pdpipeVersion = "0.1.0"
 
-/// What `pdpipe --version` prints. The engine's BLAS kernel line is appended here once the engine reports it.
+/// The first line of `pdpipe --version`; the CLI appends the engine's BLAS kernel line.
 public var versionDescription: String { "pdpipe \(pdpipeVersion)" }

@@ -29,6 +29,10 @@ public struct FIDStage: StageKind {
     }
 
     public func run(_ context: StageContext) throws -> StageOutcome {
+        try Engine.exclusive(threads: context.engineThreads) { try compute(context) }
+    }
+
+    func compute(_ context: StageContext) throws -> StageOutcome {
         let p = context.params
         var refURL: URL?, samples: DatasetArtifact?
         for (name, url) in context.inputs.sorted(by: { $0.key < $1.key }) {

@@ -34,6 +34,10 @@ public struct FeatureNetStage: StageKind {
     }
 
     public func run(_ context: StageContext) throws -> StageOutcome {
+        try Engine.exclusive(threads: context.engineThreads) { try compute(context) }
+    }
+
+    func compute(_ context: StageContext) throws -> StageOutcome {
         let p = context.params
         let datasets = try context.inputs.sorted { $0.key < $1.key }.map { (name: $0.key, artifact: try Self.openDataset($0.value, input: $0.key)) }
         let train: DatasetArtifact, test: DatasetArtifact?

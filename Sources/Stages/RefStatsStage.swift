@@ -37,6 +37,10 @@ public struct RefStatsStage: StageKind {
     }
 
     public func run(_ context: StageContext) throws -> StageOutcome {
+        try Engine.exclusive(threads: context.engineThreads) { try compute(context) }
+    }
+
+    func compute(_ context: StageContext) throws -> StageOutcome {
         let p = context.params
         let kind = p["extractor"]?.stringValue ?? "featurenet"
         let seed = UInt64(p["seed"]?.intValue ?? 0)

@@ -78,12 +78,15 @@ public struct StageContext: Sendable {
     public var projectDirectory: URL
     /// Number of threads this stage may use.
     public var threads: Int
+    /// Threads for engine compute. Engine stages take turns (`Engine.exclusive`), so each may
+    /// use the run's whole thread budget rather than its share of `-j`.
+    public var engineThreads: Int
     public var emit: @Sendable (StageEvent) -> Void
     public var isCancelled: @Sendable () -> Bool
 
     public init(stageName: String, cellID: String, key: String, params: [String: ParamValue],
                 inputs: [String: URL], outputDirectory: URL, workDirectory: URL, projectDirectory: URL,
-                threads: Int, emit: @escaping @Sendable (StageEvent) -> Void,
+                threads: Int, engineThreads: Int? = nil, emit: @escaping @Sendable (StageEvent) -> Void,
                 isCancelled: @escaping @Sendable () -> Bool) {
         self.stageName = stageName
         self.cellID = cellID
@@ -94,6 +97,7 @@ public struct StageContext: Sendable {
         self.workDirectory = workDirectory
         self.projectDirectory = projectDirectory
         self.threads = threads
+        self.engineThreads = engineThreads ?? threads
         self.emit = emit
         self.isCancelled = isCancelled
     }

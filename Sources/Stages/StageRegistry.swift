@@ -1,6 +1,9 @@
 /// The built-in stage kinds, by YAML name. Each kind's file adds itself here.
 public enum StageRegistry {
-    public static let kinds: [any StageKind] = [ShellStage()]
+    public static let kinds: [any StageKind] = [
+        ShellStage(), DatasetStage(), TrainStage(), SampleStage(),
+        FeatureNetStage(), RefStatsStage(), FIDStage(),
+    ]
 
     public static func kind(named name: String) -> (any StageKind)? {
         kinds.first { $0.name == name }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Engine
 import Foundation
 import Pipeline
 
@@ -7,12 +8,14 @@ struct PDPipe: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pdpipe",
         abstract: "A declarative experiment-pipeline runner with a content-addressed cache.",
-        version: versionDescription,
+        version: versionDescription + "\n" + Engine.blasDescription,
         subcommands: [RunCommand.self, StatusCommand.self, WhyCommand.self, DagCommand.self, RunsCommand.self,
                       LogsCommand.self, ReportCommand.self, CacheCommand.self, GCCommand.self])
 
     /// Like ArgumentParser's main, but usage errors exit 2 (DESIGN.md), not EX_USAGE (64).
     static func main() {
+        // Threads and the OpenBLAS kernel are chosen once, before any compute (DESIGN.md "Engine").
+        Engine.startUp()
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -63,7 +63,20 @@ import Testing
         let r = BLASKernel.decide(environment: ["PDPIPE_BLAS_KERNEL": "default"])
         #expect(r.status == .unchanged(reason: "PDPIPE_BLAS_KERNEL=default"))
         #expect(r.core == r.initialCore)
-        let user = BLASKernel.decide(environment: ["OPENBLAS_CORETYPE": "Haswell"])
-        #expect(user.status == .unchanged(reason: "OPENBLAS_CORETYPE=Haswell set by user"))
+    }
+
+    @Test func planUpgradesOnlyAWeakerUserKernel() {
+        let zmm = Self.features(avx2: true, fma: true, avx512: true), avx2 = Self.features(avx2: true, fma: true)
+        // A machine-set OPENBLAS_CORETYPE=Haswell on an AVX-512 CPU is upgraded; on an AVX2 CPU it stays.
+        #expect(BLASKernel.plan(environment: ["OPENBLAS_CORETYPE": "Haswell"], features: zmm, initial: "Haswell") == .use(core: "SkylakeX"))
+        #expect(BLASKernel.plan(environment: ["OPENBLAS_CORETYPE": "Haswell"], features: avx2, initial: "Haswell") == .keep(reason: "already Haswell"))
+        #expect(BLASKernel.plan(environment: [:], features: zmm, initial: "Prescott") == .use(core: "SkylakeX"))
+        #expect(BLASKernel.plan(environment: [:], features: zmm, initial: "CooperLake") == .keep(reason: "already CooperLake"))
+        #expect(BLASKernel.plan(environment: ["PDPIPE_BLAS_KERNEL": "off", "OPENBLAS_CORETYPE": "Haswell"], features: zmm, initial: "Haswell")
+                == .leave(reason: "PDPIPE_BLAS_KERNEL=off"))
+        #expect(BLASKernel.plan(environment: ["PDPIPE_BLAS_KERNEL": "SkylakeX"], features: avx2, initial: "Haswell")
+                == .leave(reason: "PDPIPE_BLAS_KERNEL=SkylakeX needs AVX-512, which this CPU lacks"))
+        #expect(BLASKernel.plan(environment: ["PDPIPE_BLAS_KERNEL": "Haswell"], features: zmm, initial: "Prescott") == .use(core: "Haswell"))
+        #expect(BLASKernel.plan(environment: [:], features: Self.features(), initial: "Prescott") == .leave(reason: "no AVX2/AVX-512 kernel fits this CPU"))
     }
 }

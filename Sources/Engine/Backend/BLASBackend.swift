@@ -83,7 +83,10 @@ public struct BLASBackend: ComputeBackend {
     func split(_ count: Int, _ body: (_ worker: Int, _ range: Range<Int>) -> Void) {
         if convThreading == .splitBatch { Engine.splitWork(count, body) } else { body(0, 0..<count) }
     }
-    func workers(_ count: Int) -> Int { convThreading == .splitBatch ? Engine.workers(for: count) : 1 }
+
+    /// Batch shards of the weight-gradient reduction: fixed, so results never depend on the
+    /// thread count; 4 keeps up to 4 cores busy at a memory cost of 4 weight-sized slices.
+    static let gradientShards = 4
 
     public func conv2dForward(_ p: Conv2dShape, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                               bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
@@ -163,17 +166,21 @@ public struct BLASBackend: ComputeBackend {
                 wT[ci * kkT + (co * k + ky) * k + kx] = weight[((co * cin + ci) * k + (k - 1 - ky)) * k + (k - 1 - kx)]
             } } } }
         }
-        // Each worker accumulates its images' weight and bias gradients into its own slice
-        // (cout*kk weight values, then cout bias values); summed below.
-        let workers = workers(p.batch)
+        // The batch is cut into a fixed number of shards (independent of the thread count, so
+        // gradients are bitwise the same for any `threads`); each shard accumulates its images'
+        // weight and bias gradients into its own slice (cout*kk weight values, then cout bias
+        // values), and workers take whole shards. The slices are summed in shard order below.
+        let shards = min(p.batch, Self.gradientShards)
         let slice = cout * kk + cout
-        let partial = UnsafeMutablePointer<Float>.allocate(capacity: workers * slice)
+        let partial = UnsafeMutablePointer<Float>.allocate(capacity: shards * slice)
         defer { partial.deallocate() }
-        partial.update(repeating: 0, count: workers * slice)
-        split(p.batch) { worker, mine in
+        partial.update(repeating: 0, count: shards * slice)
+        split(shards) { _, myShards in
+          for shard in myShards {
+            let mine = p.batch * shard / shards ..< p.batch * (shard + 1) / shards
             let col = Scratch.buffer(.col, count: max(kk * plane, kkT * planeIn) * chunk)
             let buf = Scratch.buffer(.gemmOut, count: max(cout * plane, cin * planeIn) * chunk)
-            let dW = partial + worker * slice, dB = dW + cout * kk
+            let dW = partial + shard * slice, dB = dW + cout * kk
             if dBias != nil {
                 for n in mine { for c in 0..<cout {
                     let row = dy + (n * cout + c) * plane
@@ -199,7 +206,7 @@ public struct BLASBackend: ComputeBackend {
                               b: col, ldb: cols, beta: 0, c: dx + n * cin * planeIn + r0 * p.width, ldc: planeIn)
                     }
                 }
-                return
+                continue
             }
             for n0 in stride(from: mine.lowerBound, to: mine.upperBound, by: chunk) {
                 let images = n0..<min(mine.upperBound, n0 + chunk)
@@ -222,17 +229,18 @@ public struct BLASBackend: ComputeBackend {
                 let colsT = columns(t, x: dy, images: images, col: col)
                 gemmToImages(m: cin, k: kkT, plane: planeIn, a: wT, col: colsT, images: images, scratch: buf, y: dx, bias: nil)
             }
+          }
         }
         let total = cout * kk
-        Engine.parallelFor(total, costPerItem: workers) { r in
+        Engine.parallelFor(total, costPerItem: shards) { r in
             for i in r {
                 var s = dWeight[i]
-                for w in 0..<workers { s += partial[w * slice + i] }
+                for w in 0..<shards { s += partial[w * slice + i] }
                 dWeight[i] = s
             }
         }
         if let dBias {
-            for c in 0..<cout { for w in 0..<workers { dBias[c] += partial[w * slice + total + c] } }
+            for c in 0..<cout { for w in 0..<shards { dBias[c] += partial[w * slice + total + c] } }
         }
     }
 

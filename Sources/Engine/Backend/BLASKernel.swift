@@ -15,8 +15,9 @@ import Foundation
 ///
 /// `PDPIPE_BLAS_KERNEL` controls it: unset or `auto` = detect; `default`/`off` = leave OpenBLAS
 /// alone; a core name (`SkylakeX`, `Haswell`, ...) = use that one (still self-checked).
-/// A user-set OPENBLAS_CORETYPE is respected (nothing is changed) unless PDPIPE_BLAS_KERNEL
-/// is set explicitly; the user's variable stays in the environment either way.
+/// In `auto` mode a user-set OPENBLAS_CORETYPE is kept when it is at least as capable as the
+/// detected kernel and upgraded otherwise; `default` keeps it untouched. The user's variable
+/// stays in the environment either way.
 public enum BLASKernel {
     public enum Status: Sendable, Equatable {
         /// A kernel was selected and passed the self-check.
@@ -163,40 +164,60 @@ public enum BLASKernel {
                                     status: .unchanged(reason: "not configured"), selfCheckError: nil)
     }
 
+    /// What start-up should do, decided from the environment, the CPU's features and the
+    /// kernel OpenBLAS picked (pure: no kernel is switched here).
+    enum Plan: Equatable {
+        case leave(reason: String)
+        /// The kernel in use is already right; only self-check it.
+        case keep(reason: String)
+        case use(core: String)
+    }
+
+    static func plan(environment env: [String: String], features: pd_cpu_features, initial: String) -> Plan {
+        let setting = env["PDPIPE_BLAS_KERNEL"] ?? "auto"
+        switch setting.lowercased() {
+        case "default", "off", "none":
+            return .leave(reason: "PDPIPE_BLAS_KERNEL=\(setting)")
+        case "auto", "":
+            // A user's (or machine image's) OPENBLAS_CORETYPE is kept when it is at least as
+            // capable as the detected best kernel, and upgraded otherwise: a weaker forced
+            // kernel halves sgemm speed (Haswell 255 vs SkylakeX 492 GFLOP/s measured on
+            // AVX-512 machines). PDPIPE_BLAS_KERNEL=default keeps any user choice untouched.
+            guard let core = recommendedCore(for: features) else {
+                return .leave(reason: "no AVX2/AVX-512 kernel fits this CPU")
+            }
+            if core.caseInsensitiveCompare(initial) == .orderedSame || covers(initial, core) {
+                return .keep(reason: "already \(initial)")
+            }
+            return .use(core: core)
+        default:
+            if let unsupported = missingFeature(for: setting, features) {
+                return .leave(reason: "PDPIPE_BLAS_KERNEL=\(setting) needs \(unsupported), which this CPU lacks")
+            }
+            if setting.caseInsensitiveCompare(initial) == .orderedSame { return .keep(reason: "already \(initial)") }
+            return .use(core: setting)
+        }
+    }
+
     static func decide(environment env: [String: String]) -> Report {
         let initial = currentCore
         func report(_ s: Status, check: Double?) -> Report {
             Report(initialCore: initial, core: currentCore, threads: Int(openblas_get_num_threads()), status: s, selfCheckError: check)
         }
-        // A user's OPENBLAS_CORETYPE wins unless PDPIPE_BLAS_KERNEL is given explicitly.
-        if let user = env["OPENBLAS_CORETYPE"], env["PDPIPE_BLAS_KERNEL"] == nil {
-            return report(.unchanged(reason: "OPENBLAS_CORETYPE=\(user) set by user"), check: nil)
-        }
-        let setting = env["PDPIPE_BLAS_KERNEL"] ?? "auto"
-        let wanted: String
-        switch setting.lowercased() {
-        case "default", "off", "none": return report(.unchanged(reason: "PDPIPE_BLAS_KERNEL=\(setting)"), check: nil)
-        case "auto", "":
-            guard let core = recommendedCore(for: pd_detect_cpu_features()) else {
-                return report(.unchanged(reason: "no AVX2/AVX-512 kernel fits this CPU"), check: nil)
+        switch plan(environment: env, features: pd_detect_cpu_features(), initial: initial) {
+        case .leave(let reason):
+            return report(.unchanged(reason: reason), check: nil)
+        case .keep(let reason):
+            return report(.unchanged(reason: reason), check: selfCheckError())
+        case .use(let wanted):
+            switchCore(to: wanted)
+            let err = selfCheckError()
+            if err < tolerance && currentCore.caseInsensitiveCompare(wanted) == .orderedSame {
+                return report(.selected, check: err)
             }
-            wanted = core
-        default:
-            wanted = setting
-            if let unsupported = missingFeature(for: wanted, pd_detect_cpu_features()) {
-                return report(.unchanged(reason: "PDPIPE_BLAS_KERNEL=\(setting) needs \(unsupported), which this CPU lacks"), check: nil)
-            }
+            switchCore(to: nil)
+            return report(.fallback(failed: wanted, error: err), check: selfCheckError())
         }
-        if wanted.caseInsensitiveCompare(initial) == .orderedSame || (setting.lowercased() == "auto" || setting.isEmpty) && covers(initial, wanted) {
-            return report(.unchanged(reason: "already \(initial)"), check: selfCheckError())
-        }
-        switchCore(to: wanted)
-        let err = selfCheckError()
-        if err < tolerance && currentCore.caseInsensitiveCompare(wanted) == .orderedSame {
-            return report(.selected, check: err)
-        }
-        switchCore(to: nil)
-        return report(.fallback(failed: wanted, error: err), check: selfCheckError())
     }
 }
 

@@ -13,7 +13,11 @@ import COpenBLAS
 /// - The one exception is `Engine.splitWork` (used by convolution): it first drops OpenBLAS to
 ///   one thread, then runs one worker per thread, each calling single-threaded BLAS on its own
 ///   share of the batch; BLAS threads are restored afterwards. Again `threads` busy threads.
-/// - Engine compute is driven from one caller thread at a time (a training or sampling loop).
+/// - Engine compute is driven from one caller thread at a time (a training or sampling loop):
+///   `Engine.exclusive` serialises it within the process. OpenBLAS's thread count is
+///   process-global, `splitWork` changes it for a moment, and sgemm's last bits depend on it
+///   (measured: 1 vs 2 threads differ for k >= 288), so interleaved computations would make each
+///   other's results irreproducible. Stages running in parallel (`-j`) take turns on the engine.
 public enum Engine {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var _threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
@@ -29,6 +33,19 @@ public enum Engine {
         let n = max(1, n)
         lock.lock(); _threads = n; lock.unlock()
         openblas_set_num_threads(Int32(n))
+    }
+
+    private static let computeLock = NSRecursiveLock()
+
+    /// Runs `body` as the process's only engine computation (re-entrant), with `threads`
+    /// workers if given (restored afterwards).
+    public static func exclusive<T>(threads n: Int? = nil, _ body: () throws -> T) rethrows -> T {
+        computeLock.lock(); defer { computeLock.unlock() }
+        let saved = threads
+        guard let n, max(1, n) != saved else { return try body() }
+        setThreads(n)
+        defer { setThreads(saved) }
+        return try body()
     }
 
     nonisolated(unsafe) private static var _defaultBackend: any ComputeBackend = BLASBackend()
@@ -70,6 +87,7 @@ extension Engine {
     public static func splitWork(_ count: Int, _ body: (_ worker: Int, _ range: Range<Int>) -> Void) {
         let t = min(threads, count)
         if t <= 1 { if count > 0 { body(0, 0..<count) }; return }
+        computeLock.lock(); defer { computeLock.unlock() }
         openblas_set_num_threads(1)
         defer { openblas_set_num_threads(Int32(threads)) }
         withoutActuallyEscaping(body) { body in

@@ -22,10 +22,12 @@ public final class InceptionFeatureExtractor: FeatureExtractor {
         let (n, c, h, w) = (images.shape[0], images.shape[1], images.shape[2], images.shape[3])
         var out: [Float] = []
         out.reserveCapacity(n * dimension)
-        for i in 0..<n {
-            let plane = Array(images.data[(i * c * h * w)..<((i + 1) * c * h * w)])
-            let rgb = c == 3 ? plane : plane + plane + plane
-            out += network.features(FeatureMap(data: rgb, channels: 3, height: h, width: w))
+        Engine.exclusive {
+            for i in 0..<n {
+                let plane = Array(images.data[(i * c * h * w)..<((i + 1) * c * h * w)])
+                let rgb = c == 3 ? plane : plane + plane + plane
+                out += network.features(FeatureMap(data: rgb, channels: 3, height: h, width: w))
+            }
         }
         return out
     }
@@ -53,6 +55,6 @@ public final class ConvNetFeatureExtractor: FeatureExtractor {
         let a = network.architecture
         precondition(images.rank == 4 && images.shape[1] == a.channels && images.shape[2] == a.resolution && images.shape[3] == a.resolution,
                      "\(name) takes \(a.channels)x\(a.resolution)x\(a.resolution) images, got \(images.shape)")
-        return network.features(images).data
+        return Engine.exclusive { network.features(images).data }
     }
 }

@@ -172,7 +172,7 @@ public final class Runner: Sendable {
         let known = try store.results(forKeys: Array(Set(current.values)))
         let state = RunState()
         let jobs = max(1, options.jobs)
-        let threads = max(1, options.threads / jobs)
+        let threads = ThreadBudget(perStage: max(1, options.threads / jobs), total: max(1, options.threads))
         let byID = Dictionary(uniqueKeysWithValues: selected.map { ($0.id, $0) })
         let logDir = store.logs.appendingPathComponent(runID)
         try FileManager.default.createDirectory(at: logDir, withIntermediateDirectories: true)
@@ -259,11 +259,15 @@ public final class Runner: Sendable {
         return r.artifact
     }
 
+    /// Shell stages share the cores (`-j N` gives each 1/N); engine stages take turns on the
+    /// engine (`Engine.exclusive`) and each use them all.
+    struct ThreadBudget { var perStage: Int; var total: Int }
+
     struct Executed { var line: PlanLine; var output: String?; var interrupted = false }
 
     /// One instance on a worker thread: key, restore or (locked) compute, store, record.
     func execute(_ inst: StageInstance, inputDigests: [String: String], forced: Bool, previousKey: String?,
-                 runID: String, logDir: URL, threads: Int, isCancelled: @escaping @Sendable () -> Bool,
+                 runID: String, logDir: URL, threads: ThreadBudget, isCancelled: @escaping @Sendable () -> Bool,
                  observe: @escaping @Sendable (RunEvent) -> Void) -> Executed {
         let id = inst.id
         let key: StageKey
@@ -324,7 +328,7 @@ public final class Runner: Sendable {
         return r
     }
 
-    func compute(_ inst: StageInstance, key: StageKey, inputDigests: [String: String], reason: String, runID: String, logDir: URL, threads: Int,
+    func compute(_ inst: StageInstance, key: StageKey, inputDigests: [String: String], reason: String, runID: String, logDir: URL, threads: ThreadBudget,
                  isCancelled: @escaping @Sendable () -> Bool, observe: @escaping @Sendable (RunEvent) -> Void) throws -> Executed {
         let fm = FileManager.default
         let id = inst.id
@@ -346,8 +350,8 @@ public final class Runner: Sendable {
         let context = StageContext(
             stageName: inst.stage, cellID: id, key: key.key, params: params,
             inputs: inputDigests.mapValues { store.objectURL($0) },
-            outputDirectory: outDir, workDirectory: workDir, projectDirectory: projectDirectory, threads: threads,
-            emit: { event in
+            outputDirectory: outDir, workDirectory: workDir, projectDirectory: projectDirectory, threads: threads.perStage,
+            engineThreads: threads.total, emit: { event in
                 switch event {
                 case .log(let line):
                     logWriter.write(line)
