@@ -54,6 +54,7 @@ public final class Conv2d: Layer {
 
     public func backward(_ dy: Tensor) -> Tensor {
         guard let x = input else { preconditionFailure("Conv2d.backward before forward") }
+        defer { input = nil }  // backward releases the cache: activations are freed as backward walks back
         let g = geometry(x.shape)
         precondition(dy.shape == [g.batch, outChannels, g.outHeight, g.outWidth], "Conv2d.backward: dy shape \(dy.shape)")
         let wantDx = computesInputGradient

@@ -28,6 +28,7 @@ public final class Dropout: Layer {
 
     public func backward(_ dy: Tensor) -> Tensor {
         guard let m = mask else { return dy }
+        defer { mask = nil }
         precondition(dy.count == m.count, "Dropout.backward: dy shape \(dy.shape)")
         return Tensor(shape: dy.shape) { dx in
             dy.data.withUnsafeBufferPointer { g in m.withUnsafeBufferPointer { mp in for i in 0..<g.count { dx[i] = g[i] * mp[i] } } }

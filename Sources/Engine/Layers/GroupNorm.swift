@@ -47,6 +47,7 @@ public final class GroupNorm: Layer {
 
     public func backward(_ dy: Tensor) -> Tensor {
         guard let x = input else { preconditionFailure("GroupNorm.backward before forward") }
+        defer { input = nil; mean = []; rstd = [] }
         precondition(dy.shape == x.shape, "GroupNorm.backward: dy shape \(dy.shape)")
         let g = geometry(x.shape)
         return Tensor(shape: x.shape) { dx in

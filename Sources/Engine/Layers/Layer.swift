@@ -3,7 +3,8 @@
 /// - **Forward caches.** A layer is a class. `forward(_:)` computes the output and keeps
 ///   what its backward needs (usually the input, sometimes statistics) in the instance.
 ///   One instance = one call site per step: `forward` then `backward`, in that order; a
-///   second `forward` overwrites the cache. For sampling set `Dropout.isTraining = false`
+///   second `forward` overwrites the cache, and `backward` releases it (as in PyTorch without
+///   retain_graph), so training's peak memory is the activations plus the gradients in flight. For sampling set `Dropout.isTraining = false`
 ///   (the only layer whose forward depends on the mode); forward still caches, which is harmless.
 /// - **Backward accumulates.** `backward(_ dy:)` returns dL/dx for the cached forward and
 ///   ADDS dL/dparam into each `Parameter.grad` (`+=`), so gradients from several

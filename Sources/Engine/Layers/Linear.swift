@@ -38,6 +38,7 @@ public final class Linear: Layer {
 
     public func backward(_ dy: Tensor) -> Tensor {
         guard let x = input else { preconditionFailure("Linear.backward before forward") }
+        defer { input = nil }
         let n = x.shape[0]
         precondition(dy.shape == [n, outFeatures], "Linear.backward: dy shape \(dy.shape)")
         if let bias {

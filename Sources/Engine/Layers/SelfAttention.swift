@@ -70,6 +70,7 @@ public final class SelfAttention: Layer {
         let da = proj.backward(dy)
         let (n, c, p) = (da.shape[0], channels, da.shape[2] * da.shape[3])
         precondition(w.count == n * p * p, "SelfAttention.backward before forward")
+        defer { q = []; k = []; v = []; w = [] }
         let scale = 1 / Float(c).squareRoot()
         var dt = Tensor(zeros: [n, 3 * c, spatialShape.0, spatialShape.1])
         da.data.withUnsafeBufferPointer { dap in

@@ -25,6 +25,7 @@ public final class SiLU: Layer {
 
     public func backward(_ dy: Tensor) -> Tensor {
         guard let x = input, sigmoid.count == x.count else { preconditionFailure("SiLU.backward before forward") }
+        defer { input = nil; sigmoid = [] }
         precondition(dy.shape == x.shape, "SiLU.backward: dy shape \(dy.shape)")
         return Tensor(shape: x.shape) { dx in
             x.data.withUnsafeBufferPointer { xp in dy.data.withUnsafeBufferPointer { gp in sigmoid.withUnsafeBufferPointer { sp in
