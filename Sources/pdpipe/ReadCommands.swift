@@ -157,6 +157,7 @@ struct ReportCommand: ParsableCommand {
         guard let output else { print(text, terminator: ""); return }
         let url = URL(fileURLWithPath: output)
         let base = url.deletingLastPathComponent()
+        try FileManager.default.createDirectory(at: base, withIntermediateDirectories: true)
         for (rel, source) in gridLinks {
             let target = base.appendingPathComponent(rel)
             try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)

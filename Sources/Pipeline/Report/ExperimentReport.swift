@@ -87,6 +87,8 @@ public struct ExperimentReport: Sendable {
             var changed = false, complete = true
             for st in order {
                 guard let inst = exp.instance(of: st.name, in: assignment) else { continue }
+                // The params it reads (`train.real_p`) and its resolved fields (`train.kimg`).
+                for (k, v) in inst.reads { params[k] = v }
                 for (k, v) in inst.fields { params[st.name + "." + k] = v }
                 if snapshot.changed.contains(inst.id) { changed = true }
                 guard let r = result(inst.id) else { complete = false; continue }
