@@ -21,16 +21,14 @@ public struct ReportComparison: Sendable {
         return out
     }
 
-    /// Metric columns whose values are not the same in every cell of both reports.
+    /// Metric columns whose value differs between A and B in at least one cell (a cell missing
+    /// from one side counts as different).
     public var columns: [String] {
         let cellsA = Dictionary(uniqueKeysWithValues: a.cells.map { ($0.label, $0) })
         let cellsB = Dictionary(uniqueKeysWithValues: b.cells.map { ($0.label, $0) })
         var all: [String] = []
         for c in a.metricColumns + a.shared.map(\.column) + b.metricColumns + b.shared.map(\.column) where !all.contains(c) { all.append(c) }
-        return all.filter { col in
-            let values = labels.flatMap { [cellsA[$0]?.metrics[col], cellsB[$0]?.metrics[col]] }
-            return !values.allSatisfy { $0 != nil && $0 == values[0] }
-        }
+        return all.filter { col in labels.contains { cellsA[$0]?.metrics[col] != cellsB[$0]?.metrics[col] } }
     }
 
     public var cellHeader: [String] { ["cell"] + columns.flatMap { ["\($0) (A)", "\($0) (B)", "Δ \($0)"] } }
@@ -89,7 +87,8 @@ public struct ReportComparison: Sendable {
     public var markdown: String {
         var out = "# Comparison: \(nameA) vs \(nameB)\n\n\(intro)\n"
         for t in tables { out += "\n### \(t.title)\n\n" + MarkdownTable.render(header: t.header, rows: t.rows, numericFrom: t.numericFrom) }
-        out += "\n## Cells\n\n" + MarkdownTable.render(header: cellHeader, rows: cellRows, numericFrom: 1)
+        out += "\n## Cells\n\n" + (columns.isEmpty ? "No metric differs between A and B.\n"
+            : MarkdownTable.render(header: cellHeader, rows: cellRows, numericFrom: 1))
         let params = paramDifferences
         if !params.isEmpty {
             out += "\n## Params that differ between A and B\n\n" + MarkdownTable.render(header: ["cell", "param", "A", "B"], rows: params)
@@ -107,7 +106,8 @@ public struct ReportComparison: Sendable {
     public var html: String {
         var body = "<h1>Comparison: \(HTML.escape(nameA)) vs \(HTML.escape(nameB))</h1>\n<p class=\"meta\">\(HTML.escape(intro))</p>\n"
         for t in tables { body += "<h3>\(HTML.escape(t.title))</h3>\n" + HTMLPage.table(header: t.header, rows: t.rows, numericFrom: t.numericFrom) }
-        body += "<h2>Cells</h2>\n" + HTMLPage.table(header: cellHeader, rows: cellRows, numericFrom: 1)
+        body += "<h2>Cells</h2>\n" + (columns.isEmpty ? "<p class=\"meta\">No metric differs between A and B.</p>\n"
+            : HTMLPage.table(header: cellHeader, rows: cellRows, numericFrom: 1))
         let params = paramDifferences
         if !params.isEmpty {
             body += "<h2>Params that differ between A and B</h2>\n" + HTMLPage.table(header: ["cell", "param", "A", "B"], rows: params)
