@@ -181,6 +181,26 @@ import Testing
         #expect(c.markdown.contains("A = e, B = other; Δ = B - A."))
     }
 
+    @Test func experimentReportSectionGivesDefaultsAndStaleStagesAreNoted() throws {
+        let f = try Fixture()
+        try Self.writeProject(f, tables: "report:\n  baseline: {train.lr: 0.2}\n  sort_by: FD_net\n  descending: true\n")
+        try f.run("experiments/e.yaml")
+        let r = try Self.report(f)
+        #expect(r.baselineLabel == "lr=0.2" && r.cells.map(\.label) == ["lr=0.1", "lr=0.2"])
+        #expect(r.notes.isEmpty)
+        // Flags win over the section.
+        #expect(try Self.report(f) { $0.sortBy = "FD_net" }.cells.map(\.label) == ["lr=0.2", "lr=0.1"])
+        try f.write("data/bonus-0.1.txt", "2\n")
+        #expect(try Self.report(f).notes == ["1 stage(s) not up to date with the experiment file (see `pdpipe status`); their last stored results are shown: fid@lr=0.1"])
+
+        try Self.writeProject(f, tables: "report:\n  baseline: {train.lrr: 0.2}\n  sortby: x\n")
+        do { _ = try f.runner("experiments/e.yaml"); Issue.record("expected errors") } catch let e as SpecError {
+            let d = e.diagnostics.map { $0.description.replacingOccurrences(of: f.dir.path + "/", with: "") }
+            #expect(d.contains("experiments/e.yaml:6:14: report baseline: `train.lrr` is not a matrix axis (did you mean `train.lr`?)"))
+            #expect(d.contains("experiments/e.yaml:7:3: unknown report key `sortby` (did you mean `sort_by`?)"))
+        }
+    }
+
     @Test func reportCommandWritesFilesAndRejectsBadOptions() throws {
         let f = try Fixture()
         try Self.writeProject(f)

@@ -197,6 +197,27 @@ import Testing
         }
     }
 
+    @Test func aTableDeclaredInAPipelineWithoutMatrixHasOneRow() throws {
+        let f = try Fixture()
+        try f.write("pipelines/one.yaml", """
+            stages:
+              evaluate:
+                kind: shell
+                cmd: >-
+                  echo '{"a": 3, "b": 4}' > metrics.json
+                outs: [metrics.json]
+              t:
+                kind: table
+                needs: [evaluate]
+                columns:
+                  hypotenuse squared: evaluate.a * evaluate.a + evaluate.b * evaluate.b
+            """)
+        try f.run("pipelines/one.yaml")
+        let t = try Self.table(f, "pipelines/one.yaml", name: "t")
+        #expect(t.rowKeys.isEmpty && t.rows.count == 1 && t.rows[0].cells == ["all"])
+        #expect(t.rows[0].values[0]?.mean == 25)
+    }
+
     @Test func formulasParseWithPrecedenceDashedNamesAndBaseline() throws {
         let e = try TableExpression.parse("fid.FD_fmnist-classifier - 2 * (train.a + 1) / -4")
         #expect(e.references == ["fid.FD_fmnist-classifier", "train.a"])

@@ -54,9 +54,19 @@ public struct ExperimentReport: Sendable {
     public var options: Options
     public var notes: [String]
 
-    public init(runner: Runner, options: Options = Options()) throws {
+    public init(runner: Runner, options given: Options = Options()) throws {
         let exp = runner.expansion
         let store = runner.store
+        // The experiment's `report:` section gives defaults; flags win.
+        var options = given
+        let defaults = exp.spec.report?.mapValue ?? [:]
+        if options.baseline.isEmpty, let b = defaults["baseline"]?.mapValue {
+            options.baseline = b.keys.sorted().map { "\($0)=\(b[$0]!.shortDescription)" }
+        }
+        if options.sortBy == nil, let s = defaults["sort_by"]?.stringValue {
+            options.sortBy = s
+            options.descending = defaults["descending"]?.boolValue ?? false
+        }
         self.options = options
         file = runner.scope
         title = exp.spec.file.deletingPathExtension().lastPathComponent
@@ -69,6 +79,14 @@ public struct ExperimentReport: Sendable {
         let snapshot = try RunSnapshot.read(store: store, scope: runner.scope, instanceIDs: exp.instances.map(\.id), runID: options.runID)
         runID = snapshot.runID
         let results = try store.results(forKeys: Array(Set(snapshot.keys.values)))
+        if options.runID == nil, let plan = try? runner.plan(RunOptions()) {
+            // Keys only (as `status`): say which shown results the current spec would change.
+            let stale = plan.filter { $0.action != .upToDate }.map(\.id)
+            if !stale.isEmpty {
+                notes.append("\(stale.count) stage(s) not up to date with the experiment file (see `pdpipe status`); their last stored results are shown: "
+                             + stale.prefix(8).joined(separator: ", ") + (stale.count > 8 ? ", ..." : ""))
+            }
+        }
         func result(_ id: String) -> StoredResult? { snapshot.keys[id].flatMap { results[$0] } }
 
         // Tables of gathering stages.

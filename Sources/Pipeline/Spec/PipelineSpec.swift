@@ -42,6 +42,7 @@ enum SpecKeys {
     static let pipeline = ["description", "params", "stages"]
     static let experiment = ["description", "pipeline", "params", "matrix", "report", "tables"]
     static let stageReserved = ["kind", "needs", "description"]
+    static let report = ["baseline", "sort_by", "descending"]
 }
 
 /// Reads pipeline/experiment files and checks everything that can be checked before running.
@@ -135,6 +136,22 @@ public enum SpecLoader {
             matrix.removeAll { $0.key == key }
             if values.count == 1 { params.set(key, values[0], location: loc) }
             else { matrix.append(MatrixAxis(key: key, values: values, location: loc)) }
+        }
+
+        // `report:` holds defaults of `pdpipe report` (its command-line flags win).
+        if isExperiment, let r = top["report"] {
+            if r.entries == nil { diagnostics.append(SpecDiagnostic(r.location, "`report` must be a map (baseline, sort_by, descending)")) }
+            checkKeys(r, allowed: SpecKeys.report, what: "report", into: &diagnostics)
+            if let b = r["baseline"] {
+                if let entries = b.entries {
+                    for e in entries where !matrix.contains(where: { $0.key == e.key }) {
+                        diagnostics.append(SpecDiagnostic(e.keyLocation, "report baseline: `\(e.key)` is not a matrix axis"
+                                                          + didYouMean(e.key, among: matrix.map(\.key))))
+                    }
+                } else { diagnostics.append(SpecDiagnostic(b.location, "report baseline must be a map of matrix axis -> value")) }
+            }
+            if let v = r["sort_by"], v.value.stringValue == nil { diagnostics.append(SpecDiagnostic(v.location, "report sort_by must be a column name")) }
+            if let v = r["descending"], v.value.boolValue == nil { diagnostics.append(SpecDiagnostic(v.location, "report descending must be true or false")) }
         }
 
         // Stages.
