@@ -48,7 +48,8 @@ public struct TableStage: StageKind {
     }
 
     public func gatheringAxes(_ params: [String: ParamValue]) -> [String] {
-        Self.strings(params["rows"]) + Self.strings(params["aggregate_over"])
+        let listed = Self.strings(params["rows"]) + Self.strings(params["aggregate_over"])
+        return listed + (params["baseline"]?.mapValue ?? [:]).keys.sorted().filter { !listed.contains($0) }
     }
 
     static func strings(_ v: ParamValue?) -> [String] { (v?.listValue ?? []).compactMap(\.stringValue) }

@@ -197,6 +197,19 @@ import Testing
         }
     }
 
+    @Test func overridingASweptKeyWithOneValueKeepsTheTableValid() throws {
+        let f = try Fixture()
+        try Self.writeSweep(f, table: Self.ablation)
+        // `-S train.seed=1` takes the seed out of the matrix: one cell per row, no std.
+        let summary = try f.run("experiments/sweep.yaml", overrides: ["train.seed=1"])
+        #expect(!summary.failed && summary.lines.count == 5)
+        let t = try Self.table(f)
+        #expect(t.rows.map(\.cells) == [["lr=0.1,seed=1"], ["lr=0.2,seed=1"]])
+        #expect(t.rows.map { $0.values[0]?.mean } == [2, 3] && t.rows.allSatisfy { $0.values[0]?.std == nil })
+        // Without the baseline's value the table cannot be built: said before anything runs.
+        #expect(throws: SpecError.self) { try f.runner("experiments/sweep.yaml", overrides: ["train.lr=0.1"]) }
+    }
+
     @Test func aTableDeclaredInAPipelineWithoutMatrixHasOneRow() throws {
         let f = try Fixture()
         try f.write("pipelines/one.yaml", """

@@ -134,7 +134,7 @@ public struct Expansion: Sendable {
                 }
                 if st.kind.gathersCells {
                     if fields.count == st.kind.params.count {
-                        let gathered = gather(st, fields: fields, axes: axes, swept: swept, instances: instances,
+                        let gathered = gather(st, fields: fields, axes: axes, params: spec.params, swept: swept, instances: instances,
                                               names: names, diagnostics: &diagnostics)
                         fields.merge(gathered.fields) { _, new in new }
                         instances.append(StageInstance(id: id, stage: st.name, kind: st.kind, assignment: [],
@@ -159,9 +159,16 @@ public struct Expansion: Sendable {
     /// A gathering stage's inputs (every instance of every consumed stage, keyed by its cell id)
     /// and the `axes`/`cells` params describing the cells it gathers. Checks its fields against
     /// the matrix, naming the offending entry's location.
-    static func gather(_ st: StageDecl, fields: [String: ParamValue], axes: [MatrixAxis], swept: [String: Set<String>],
-                       instances: [StageInstance], names: [String: String],
+    static func gather(_ st: StageDecl, fields: [String: ParamValue], axes matrixAxes: [MatrixAxis], params: ParamTree,
+                       swept: [String: Set<String>], instances: [StageInstance], names: [String: String],
                        diagnostics: inout [SpecDiagnostic]) -> (fields: [String: ParamValue], inputs: [String: String]) {
+        // A listed key that `-S key=value` took out of the matrix is a one-valued axis, so quick
+        // settings (`-S train.seed=0`) keep the table valid.
+        var axes = matrixAxes
+        for k in st.kind.gatheringAxes(fields) where !axes.contains(where: { $0.key == k }) {
+            if let v = params.value(at: k) { axes.append(MatrixAxis(key: k, values: [v], location: st.location)) }
+        }
+        let labelNames = axes.count == matrixAxes.count ? names : shortNames(axes.map(\.key))
         let problems = st.kind.validateGathering(fields, axes: axes.map { ($0.key, $0.values) }, consumed: st.needs)
         for p in problems {
             diagnostics.append(SpecDiagnostic(locate(st.fields[p.field], item: p.item) ?? st.location, "stage `\(st.name)`: \(p.message)"))
@@ -181,10 +188,12 @@ public struct Expansion: Sendable {
                     i.stage == n && i.assignment.allSatisfy { a in cell.contains { $0.key == a.key && $0.value == a.value } }
                 }) else { continue }
                 inputs[inst.id] = inst.id
-                stages[n] = .map(["id": .string(inst.id), "fields": .map(inst.fields)])
+                // Numeric fields only: formulas can read nothing else, and the key stays small.
+                stages[n] = .map(["id": .string(inst.id),
+                                  "fields": .map(inst.fields.filter { $0.value.doubleValue != nil || $0.value.boolValue != nil })])
             }
             cells.append(.map([
-                "label": .string(cell.isEmpty ? "all" : cellLabel(cell, names: names)),
+                "label": .string(cell.isEmpty ? "all" : cellLabel(cell, names: labelNames)),
                 "axes": .map(Dictionary(uniqueKeysWithValues: cell.map { ($0.key, $0.value) })),
                 "stages": .map(stages),
             ]))
