@@ -28,7 +28,11 @@ import Foundation
 /// `baseline(f)` evaluates `f` in the cell whose `baseline` axes take the baseline values and whose
 /// other axes (e.g. the seed) match the current cell; a ratio is thus taken per seed, then averaged.
 /// Matrix axes that vary the gathered stages but are in neither `rows` nor `aggregate_over`
-/// become extra row axes. Std is the sample standard deviation (n - 1).
+/// become extra row axes; a listed key that `-S key=value` took out of the matrix is a one-valued
+/// axis (so `-S train.seed=0` gives n = 1 rows). `rows`/`aggregate_over`/`baseline` keys must be
+/// matrix axes and formulas must name consumed stages or axes: errors name file:line:column.
+/// A missing metric fails the stage with the metrics the cell does have. Std is the sample
+/// standard deviation (n - 1); `precision` sets significant digits of table.md/.csv.
 public struct TableStage: StageKind {
     public init() {}
     public var name: String { "table" }

@@ -191,7 +191,7 @@ import Testing
         // Flags win over the section.
         #expect(try Self.report(f) { $0.sortBy = "FD_net" }.cells.map(\.label) == ["lr=0.2", "lr=0.1"])
         try f.write("data/bonus-0.1.txt", "2\n")
-        #expect(try Self.report(f).notes == ["1 stage(s) not up to date with the experiment file (see `pdpipe status`); their last stored results are shown: fid@lr=0.1"])
+        #expect(try Self.report(f).notes == ["1 stage(s) not up to date with the experiment file (see `pdpipe status`); shown are their last stored results, if any: fid@lr=0.1"])
 
         try Self.writeProject(f, tables: "report:\n  baseline: {train.lrr: 0.2}\n  sortby: x\n")
         do { _ = try f.runner("experiments/e.yaml"); Issue.record("expected errors") } catch let e as SpecError {

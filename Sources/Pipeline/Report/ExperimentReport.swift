@@ -83,7 +83,7 @@ public struct ExperimentReport: Sendable {
             // Keys only (as `status`): say which shown results the current spec would change.
             let stale = plan.filter { $0.action != .upToDate }.map(\.id)
             if !stale.isEmpty {
-                notes.append("\(stale.count) stage(s) not up to date with the experiment file (see `pdpipe status`); their last stored results are shown: "
+                notes.append("\(stale.count) stage(s) not up to date with the experiment file (see `pdpipe status`); shown are their last stored results, if any: "
                              + stale.prefix(8).joined(separator: ", ") + (stale.count > 8 ? ", ..." : ""))
             }
         }
