@@ -7,6 +7,9 @@ public indirect enum ParamType: Sendable, Hashable {
     case oneOf([String])
     /// A map whose keys are free-form (e.g. shell `env`).
     case map(ParamType)
+    /// A YAML map whose order matters (e.g. table `columns`), resolved to a list of
+    /// two-element lists `[key, value]` in declaration order.
+    case pairs(ParamType)
 
     public var description: String {
         switch self {
@@ -18,6 +21,7 @@ public indirect enum ParamType: Sendable, Hashable {
         case .list(let t): return "list of \(t.description)"
         case .oneOf(let options): return "one of " + options.joined(separator: ", ")
         case .map(let t): return "map of \(t.description)"
+        case .pairs(let t): return "map of \(t.description)"
         }
     }
 }
@@ -129,9 +133,39 @@ public protocol StageKind: Sendable {
     /// Checks across fields (e.g. patch sizes that must divide the resolution). Messages name the field.
     func validate(_ params: [String: ParamValue]) -> [(field: String, message: String)]
     func run(_ context: StageContext) throws -> StageOutcome
+
+    /// A gathering (fan-in) kind has ONE instance over all matrix cells: it consumes every
+    /// cell's instance of each stage in `needs` (inputs keyed by the upstream cell id, e.g.
+    /// `fid@real_p=0.5`), so its key depends on all their output digests. The expansion passes
+    /// the cells in the `cells` param (see `GatheredCell`).
+    var gathersCells: Bool { get }
+    /// Checks of a gathering kind's fields against the experiment's matrix axes (key -> values)
+    /// and its consumed stages. `item` names the map key or list entry at fault, for its location.
+    func validateGathering(_ params: [String: ParamValue], axes: [(key: String, values: [ParamValue])],
+                           consumed: [String]) -> [GatherProblem]
+    /// For a gathering kind: the matrix axes it groups by (rows) first, the rest after; the
+    /// expansion gives it one cell per combination of the listed axes and of every axis its
+    /// consumed stages vary with. nil for other kinds.
+    func gatheringAxes(_ params: [String: ParamValue]) -> [String]
+}
+
+/// A problem in a gathering stage's fields: `item` is the offending map key or list entry.
+public struct GatherProblem: Sendable, Equatable {
+    public var field: String
+    public var item: String?
+    public var message: String
+    public init(field: String, item: String? = nil, message: String) {
+        self.field = field
+        self.item = item
+        self.message = message
+    }
 }
 
 extension StageKind {
+    public var gathersCells: Bool { false }
+    public func validateGathering(_ params: [String: ParamValue], axes: [(key: String, values: [ParamValue])],
+                                  consumed: [String]) -> [GatherProblem] { [] }
+    public func gatheringAxes(_ params: [String: ParamValue]) -> [String] { [] }
     public func externalPaths(_ params: [String: ParamValue], projectDirectory: URL) -> [URL] { [] }
     public func validate(_ params: [String: ParamValue]) -> [(field: String, message: String)] { [] }
 }

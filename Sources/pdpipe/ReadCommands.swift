@@ -91,15 +91,80 @@ struct DagCommand: ParsableCommand {
 }
 
 struct ReportCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "report", abstract: "Matrix cells x stage metrics.")
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Tables, cells x metrics, sample grids, loss and FD charts of an experiment (read from the store only).",
+        discussion: """
+            Compare two experiments with --compare OTHER.yaml, or two runs of one with --run A --compare-run B
+            (run ids as listed by `pdpipe runs`; a unique prefix is enough).
+            """)
     @OptionGroup var spec: SpecOptions
-    @Option(help: "md, csv or json.") var format = "md"
+    @Option(help: "md, csv, json or html.") var format = "md"
+    @Option(name: [.short, .customLong("output")], help: "Write to FILE (md: the sample grids are copied next to it).") var output: String?
+    @Option(help: "Baseline cell for deltas: key=value[,key=value...] (keys may be short axis names).") var baseline: String?
+    @Flag(name: .customLong("only-changed"), help: "Only cells computed or restored in the latest run (or --run).") var onlyChanged = false
+    @Option(name: .customLong("sort-by"), help: "Sort cells and table rows by this column.") var sortBy: String?
+    @Flag(help: "Sort in descending order.") var descending = false
+    @Option(name: .customLong("run"), help: "Show the cells as this run left them (default: the current results).") var runID: String?
+    @Option(help: "Another experiment to compare side by side (its -S overrides: none).") var compare: String?
+    @Option(name: .customLong("compare-run"), help: "Another run of this experiment to compare side by side.") var compareRun: String?
 
     func run() throws {
-        guard ["md", "csv", "json"].contains(format) else { printError("--format must be md, csv or json"); throw Exit.badSpec }
+        guard ["md", "csv", "json", "html"].contains(format) else { printError("--format must be md, csv, json or html"); throw Exit.badSpec }
+        if compare != nil && compareRun != nil { printError("use either --compare or --compare-run"); throw Exit.badSpec }
         let (expansion, store) = try spec.load()
-        let report = try Report(runner: Runner(expansion: expansion, store: store))
-        print(format == "csv" ? report.csv : format == "json" ? report.json : report.markdown, terminator: "")
+        var options = ExperimentReport.Options()
+        options.baseline = baseline.map { $0.split(separator: ",").map(String.init) } ?? []
+        options.onlyChanged = onlyChanged
+        options.sortBy = sortBy
+        options.descending = descending
+        options.runID = runID
+        let text: String
+        var gridLinks: [String: URL] = [:]
+        do {
+            let report = try ExperimentReport(runner: Runner(expansion: expansion, store: store), options: options)
+            if compare != nil || compareRun != nil {
+                var other = options
+                other.runID = compareRun
+                let otherExpansion: Expansion
+                if let compare {
+                    do { otherExpansion = try SpecLoader.expansion(URL(fileURLWithPath: compare)) }
+                    catch let e as SpecError { printError(e.description); throw Exit.badSpec }
+                } else { otherExpansion = expansion }
+                let b = try ExperimentReport(runner: Runner(expansion: otherExpansion, store: store), options: other)
+                let nameA = report.file + (report.runID.map { "@" + $0 } ?? "")
+                let nameB = b.file + (b.runID.map { "@" + $0 } ?? "")
+                let c = ReportComparison(report, b, nameA: nameA, nameB: nameB)
+                text = format == "csv" ? c.csv : format == "json" ? c.json : format == "html" ? c.html : c.markdown
+            } else if format == "md", let output {
+                // Markdown cannot inline images: copy the grids next to the file and link them.
+                let dir = URL(fileURLWithPath: output).deletingPathExtension().lastPathComponent + "-grids"
+                var links: [String: String] = [:]
+                for c in report.cells where c.grid != nil {
+                    let name = c.label.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "=" || $0 == "-" ? $0 : "_" }
+                    links[c.label] = dir + "/" + String(name) + ".png"
+                    gridLinks[links[c.label]!] = c.grid!
+                }
+                text = report.markdown(gridLinks: links)
+            } else {
+                text = format == "csv" ? report.csv : format == "json" ? report.json : format == "html" ? report.html : report.markdown()
+            }
+        } catch let e as ReportError {
+            printError(e.description); throw Exit.badSpec
+        } catch let e as StoreError {
+            printError(e.description); throw Exit.badSpec
+        }
+        guard let output else { print(text, terminator: ""); return }
+        let url = URL(fileURLWithPath: output)
+        let base = url.deletingLastPathComponent()
+        try FileManager.default.createDirectory(at: base, withIntermediateDirectories: true)
+        for (rel, source) in gridLinks {
+            let target = base.appendingPathComponent(rel)
+            try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try? FileManager.default.removeItem(at: target)
+            try FileManager.default.copyItem(at: source, to: target)
+        }
+        try Data(text.utf8).write(to: url)
     }
 }
 

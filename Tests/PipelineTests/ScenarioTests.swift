@@ -99,10 +99,10 @@ import Testing
         let f = try Fixture()
         try f.writeScenario()
         try f.run("experiments/sweep.yaml")
-        let report = try Report(runner: f.runner("experiments/sweep.yaml"))
-        #expect(report.columns == ["lr", "evaluate.score"])
+        let report = try ExperimentReport(runner: f.runner("experiments/sweep.yaml"))
+        #expect(report.cellHeader == ["lr", "evaluate.score"])
         // Independent value: sum(2 * [1,2,3]) * lr.
-        #expect(report.rows == [["0.1", "1.2"], ["0.2", "2.4"]])
+        #expect(report.cells.map(report.cellRow) == [["0.1", "1.2"], ["0.2", "2.4"]])
         #expect(report.csv == "lr,evaluate.score\n0.1,1.2\n0.2,2.4\n")
     }
 

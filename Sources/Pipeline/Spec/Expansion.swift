@@ -70,7 +70,8 @@ public struct Expansion: Sendable {
                     s.insert(axis.key)
                 }
             }
-            for n in st.needs { s.formUnion(swept[n] ?? []) }
+            // A gathering stage is one instance over all cells: it inherits no swept key.
+            if !st.kind.gathersCells { for n in st.needs { s.formUnion(swept[n] ?? []) } }
             swept[st.name] = s
         }
 
@@ -89,7 +90,14 @@ public struct Expansion: Sendable {
                     var loc = st.location
                     if let y = st.fields[spec.name] {
                         loc = y.location
-                        do { raw = try resolve(y, params: params, stage: st, reads: &reads) } catch let e as SpecError {
+                        do {
+                            // An ordered map keeps its declaration order as [key, value] pairs.
+                            if case .pairs = spec.type, case .map(let entries, _) = y {
+                                raw = .list(try entries.map { .list([.string($0.key), try resolve($0.value, params: params, stage: st, reads: &reads)]) })
+                            } else {
+                                raw = try resolve(y, params: params, stage: st, reads: &reads)
+                            }
+                        } catch let e as SpecError {
                             diagnostics += e.diagnostics; continue
                         }
                     } else if let implicit = params.value(at: st.name + "." + spec.name) {
@@ -124,6 +132,16 @@ public struct Expansion: Sendable {
                         diagnostics.append(SpecDiagnostic(loc, "stage `\(st.name)`: \(problem.message)\(cellNote)"))
                     }
                 }
+                if st.kind.gathersCells {
+                    if fields.count == st.kind.params.count {
+                        let gathered = gather(st, fields: fields, axes: axes, params: spec.params, swept: swept, instances: instances,
+                                              names: names, diagnostics: &diagnostics)
+                        fields.merge(gathered.fields) { _, new in new }
+                        instances.append(StageInstance(id: id, stage: st.name, kind: st.kind, assignment: [],
+                                                       fields: fields, reads: reads, inputs: gathered.inputs))
+                    }
+                    continue
+                }
                 var inputs: [String: String] = [:]
                 for n in st.needs {
                     let upstreamAxes = swept[n]!
@@ -136,6 +154,64 @@ public struct Expansion: Sendable {
         }
         if !diagnostics.isEmpty { throw SpecError(dedupe(diagnostics)) }
         return Expansion(spec: spec, instances: instances, cells: product(axes))
+    }
+
+    /// A gathering stage's inputs (every instance of every consumed stage, keyed by its cell id)
+    /// and the `axes`/`cells` params describing the cells it gathers. Checks its fields against
+    /// the matrix, naming the offending entry's location.
+    static func gather(_ st: StageDecl, fields: [String: ParamValue], axes matrixAxes: [MatrixAxis], params: ParamTree,
+                       swept: [String: Set<String>], instances: [StageInstance], names: [String: String],
+                       diagnostics: inout [SpecDiagnostic]) -> (fields: [String: ParamValue], inputs: [String: String]) {
+        // A listed key that `-S key=value` took out of the matrix is a one-valued axis, so quick
+        // settings (`-S train.seed=0`) keep the table valid.
+        var axes = matrixAxes
+        for k in st.kind.gatheringAxes(fields) where !axes.contains(where: { $0.key == k }) {
+            if let v = params.value(at: k) { axes.append(MatrixAxis(key: k, values: [v], location: st.location)) }
+        }
+        let labelNames = axes.count == matrixAxes.count ? names : shortNames(axes.map(\.key))
+        let problems = st.kind.validateGathering(fields, axes: axes.map { ($0.key, $0.values) }, consumed: st.needs)
+        for p in problems {
+            diagnostics.append(SpecDiagnostic(locate(st.fields[p.field], item: p.item) ?? st.location, "stage `\(st.name)`: \(p.message)"))
+        }
+        if !problems.isEmpty { return ([:], [:]) }
+        // Cells: the kind's listed axes first, then every other axis the consumed stages vary with.
+        let listed = st.kind.gatheringAxes(fields)
+        var cellAxes = listed.compactMap { k in axes.first { $0.key == k } }
+        let varying = st.needs.reduce(into: Set<String>()) { $0.formUnion(swept[$1] ?? []) }
+        cellAxes += axes.filter { varying.contains($0.key) && !listed.contains($0.key) }
+        var inputs: [String: String] = [:]
+        var cells: [ParamValue] = []
+        for cell in product(cellAxes) {
+            var stages: [String: ParamValue] = [:]
+            for n in st.needs {
+                guard let inst = instances.first(where: { i in
+                    i.stage == n && i.assignment.allSatisfy { a in cell.contains { $0.key == a.key && $0.value == a.value } }
+                }) else { continue }
+                inputs[inst.id] = inst.id
+                // Numeric fields only: formulas can read nothing else, and the key stays small.
+                stages[n] = .map(["id": .string(inst.id),
+                                  "fields": .map(inst.fields.filter { $0.value.doubleValue != nil || $0.value.boolValue != nil })])
+            }
+            cells.append(.map([
+                "label": .string(cell.isEmpty ? "all" : cellLabel(cell, names: labelNames)),
+                "axes": .map(Dictionary(uniqueKeysWithValues: cell.map { ($0.key, $0.value) })),
+                "stages": .map(stages),
+            ]))
+        }
+        let axesValue = ParamValue.list(cellAxes.map { .map(["key": .string($0.key), "values": .list($0.values)]) })
+        return (["axes": axesValue, "cells": .list(cells)], inputs)
+    }
+
+    /// Location of a map entry (its value) or list item named `item` inside a field, else the field's.
+    static func locate(_ y: YAMLValue?, item: String?) -> SourceLocation? {
+        guard let y else { return nil }
+        guard let item else { return y.location }
+        switch y {
+        case .map(let entries, _): return entries.first { $0.key == item }?.value.location ?? y.location
+        case .list(let items, _):
+            return items.first { if case .scalar(let v, _) = $0 { return v.shortDescription == item } else { return false } }?.location ?? y.location
+        case .scalar(_, let l): return l
+        }
     }
 
     static func dedupe(_ d: [SpecDiagnostic]) -> [SpecDiagnostic] {

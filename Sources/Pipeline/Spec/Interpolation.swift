@@ -67,6 +67,8 @@ extension ParamType {
         case (.list(let t), .list(let items)): return items.allSatisfy { t.accepts($0) }
         case (.map(let t), .map(let m)): return m.values.allSatisfy { t.accepts($0) }
         case (.oneOf(let options), .string(let s)): return options.contains(s)
+        case (.pairs(let t), .list(let items)):
+            return items.allSatisfy { if case .list(let kv) = $0, kv.count == 2, case .string = kv[0] { return t.accepts(kv[1]) } else { return false } }
         default: return false
         }
     }
@@ -79,6 +81,8 @@ extension ParamType {
         case (.double, .int(let i)): return .double(Double(i))
         case (.list(let t), .list(let items)): return .list(items.map { t.normalise($0) })
         case (.map(let t), .map(let m)): return .map(m.mapValues { t.normalise($0) })
+        case (.pairs(let t), .list(let items)):
+            return .list(items.map { if case .list(let kv) = $0, kv.count == 2 { return .list([kv[0], t.normalise(kv[1])]) } else { return $0 } })
         default: return v
         }
     }

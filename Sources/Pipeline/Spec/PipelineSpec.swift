@@ -42,6 +42,7 @@ enum SpecKeys {
     static let pipeline = ["description", "params", "stages"]
     static let experiment = ["description", "pipeline", "params", "matrix", "report", "tables"]
     static let stageReserved = ["kind", "needs", "description"]
+    static let report = ["baseline", "sort_by", "descending"]
 }
 
 /// Reads pipeline/experiment files and checks everything that can be checked before running.
@@ -137,6 +138,22 @@ public enum SpecLoader {
             else { matrix.append(MatrixAxis(key: key, values: values, location: loc)) }
         }
 
+        // `report:` holds defaults of `pdpipe report` (its command-line flags win).
+        if isExperiment, let r = top["report"] {
+            if r.entries == nil { diagnostics.append(SpecDiagnostic(r.location, "`report` must be a map (baseline, sort_by, descending)")) }
+            checkKeys(r, allowed: SpecKeys.report, what: "report", into: &diagnostics)
+            if let b = r["baseline"] {
+                if let entries = b.entries {
+                    for e in entries where !matrix.contains(where: { $0.key == e.key }) {
+                        diagnostics.append(SpecDiagnostic(e.keyLocation, "report baseline: `\(e.key)` is not a matrix axis"
+                                                          + didYouMean(e.key, among: matrix.map(\.key))))
+                    }
+                } else { diagnostics.append(SpecDiagnostic(b.location, "report baseline must be a map of matrix axis -> value")) }
+            }
+            if let v = r["sort_by"], v.value.stringValue == nil { diagnostics.append(SpecDiagnostic(v.location, "report sort_by must be a column name")) }
+            if let v = r["descending"], v.value.boolValue == nil { diagnostics.append(SpecDiagnostic(v.location, "report descending must be true or false")) }
+        }
+
         // Stages.
         var stages: [StageDecl] = []
         if let s = pipelineTop["stages"] {
@@ -151,6 +168,24 @@ public enum SpecLoader {
             }
         } else {
             diagnostics.append(SpecDiagnostic(pipelineTop.location, "pipeline has no `stages`"))
+        }
+        // An experiment's `tables:` entries are `table` stages over the pipeline's stages.
+        if isExperiment, let t = top["tables"] {
+            if let tEntries = t.entries {
+                let pipelineNames = stages.map(\.name)
+                for e in tEntries {
+                    if pipelineNames.contains(e.key) {
+                        diagnostics.append(SpecDiagnostic(e.keyLocation, "table `\(e.key)` has the name of a pipeline stage"))
+                        continue
+                    }
+                    if let decl = parseStage(name: e.key, keyLocation: e.keyLocation, body: e.value, into: &diagnostics,
+                                             defaultKind: TableStage()) {
+                        stages.append(inferNeeds(decl, among: pipelineNames))
+                    }
+                }
+            } else {
+                diagnostics.append(SpecDiagnostic(t.location, "`tables` must be a map of table name -> table"))
+            }
         }
         let names = stages.map(\.name)
         for st in stages {
@@ -222,23 +257,45 @@ public enum SpecLoader {
         }
     }
 
+    /// A gathering stage without `needs` consumes the stages its column formulas name.
+    static func inferNeeds(_ decl: StageDecl, among stages: [String]) -> StageDecl {
+        guard decl.kind.gathersCells, decl.needs.isEmpty, let columns = decl.fields["columns"]?.entries else { return decl }
+        var d = decl
+        for c in columns {
+            guard case .scalar(.string(let f), _) = c.value, let e = try? TableExpression.parse(f) else { continue }
+            for r in e.references {
+                let stage = String(r.split(separator: ".", maxSplits: 1)[0])
+                if r.contains("."), stages.contains(stage), !d.needs.contains(stage) { d.needs.append(stage) }
+            }
+        }
+        return d
+    }
+
     private static func parseStage(name: String, keyLocation: SourceLocation, body: YAMLValue,
-                                   into d: inout [SpecDiagnostic]) -> StageDecl? {
+                                   into d: inout [SpecDiagnostic], defaultKind: (any StageKind)? = nil) -> StageDecl? {
         guard let entries = body.entries else {
             d.append(SpecDiagnostic(body.location, "stage `\(name)` must be a map with at least `kind`")); return nil
         }
         if name.contains("@") || name.contains("/") || name.isEmpty {
             d.append(SpecDiagnostic(keyLocation, "stage name `\(name)` may not contain `@` or `/`")); return nil
         }
-        guard let kindValue = body["kind"] else {
-            d.append(SpecDiagnostic(keyLocation, "stage `\(name)` has no `kind`")); return nil
-        }
         let kindNames = StageRegistry.kinds.map(\.name)
-        guard case .scalar(.string(let kindName), _) = kindValue, let kind = StageRegistry.kind(named: kindName) else {
-            d.append(SpecDiagnostic(kindValue.location, "unknown stage kind `\(kindValue.value.shortDescription)`"
-                                    + didYouMean(kindValue.value.shortDescription, among: kindNames)
-                                    + "; known kinds: " + kindNames.joined(separator: ", ")))
-            return nil
+        let kind: any StageKind
+        if let defaultKind {
+            if let k = body["kind"], k.value != .string(defaultKind.name) {
+                d.append(SpecDiagnostic(k.location, "`\(name)` must be of kind `\(defaultKind.name)` here")); return nil
+            }
+            kind = defaultKind
+        } else if let kindValue = body["kind"] {
+            guard case .scalar(.string(let kindName), _) = kindValue, let k = StageRegistry.kind(named: kindName) else {
+                d.append(SpecDiagnostic(kindValue.location, "unknown stage kind `\(kindValue.value.shortDescription)`"
+                                        + didYouMean(kindValue.value.shortDescription, among: kindNames)
+                                        + "; known kinds: " + kindNames.joined(separator: ", ")))
+                return nil
+            }
+            kind = k
+        } else {
+            d.append(SpecDiagnostic(keyLocation, "stage `\(name)` has no `kind`")); return nil
         }
         var needs: [String] = []
         var needsLocations: [SourceLocation] = []

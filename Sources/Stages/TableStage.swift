@@ -1,0 +1,277 @@
+import Foundation
+
+/// `kind: table` — gathers the metrics of ALL matrix cells of the stages it consumes into one
+/// table (`table.json`, `table.md`, `table.csv`). It is a gathering kind: one instance over the
+/// whole matrix, keyed by every gathered cell's output digest, so a changed cell reruns only that
+/// cell's stages and the table.
+///
+/// Declared in a pipeline (`kind: table`, `needs: [...]`) or, more usually, in an experiment's
+/// `tables:` section, where `needs` may be left out (the stages the columns name):
+///
+/// ```yaml
+/// tables:
+///   ablation:
+///     title: Patch Diffusion p-ablation (Fashion-MNIST 32x32)
+///     rows: [train.real_p]                 # matrix axes, one row per combination
+///     aggregate_over: [train.seed]         # mean ± std over these axes
+///     baseline: {train.real_p: 1.0}        # the row baseline(...) refers to
+///     columns:                             # label: formula (order kept)
+///       FD: fid.FD_fmnist-classifier
+///       KID x1e3: fid.KID_fmnist-classifier * 1000
+///       train hours: train.wall_seconds / 3600
+///       speed-up vs p=1: baseline(train.wall_seconds) / train.wall_seconds
+/// ```
+///
+/// Formulas (`TableExpression`): numbers, `+ - * /`, parentheses, references and
+/// `baseline(formula)`. A reference `stage.name` is the stage's metric `name` in the cell, else
+/// its resolved field `name` (e.g. `train.kimg`), else a matrix axis value (`train.real_p`).
+/// `baseline(f)` evaluates `f` in the cell whose `baseline` axes take the baseline values and whose
+/// other axes (e.g. the seed) match the current cell; a ratio is thus taken per seed, then averaged.
+/// Matrix axes that vary the gathered stages but are in neither `rows` nor `aggregate_over`
+/// become extra row axes; a listed key that `-S key=value` took out of the matrix is a one-valued
+/// axis (so `-S train.seed=0` gives n = 1 rows). `rows`/`aggregate_over`/`baseline` keys must be
+/// matrix axes and formulas must name consumed stages or axes: errors name file:line:column.
+/// A missing metric fails the stage with the metrics the cell does have. Std is the sample
+/// standard deviation (n - 1); `precision` sets significant digits of table.md/.csv.
+public struct TableStage: StageKind {
+    public init() {}
+    public var name: String { "table" }
+    public var version: Int { 1 }
+    public var gathersCells: Bool { true }
+
+    public var params: [ParamSpec] {
+        [
+            ParamSpec("title", .string, default: .string(""), help: "heading of the table"),
+            ParamSpec("rows", .list(.string), default: .list([]), help: "matrix axes giving one row per combination (default: all swept axes)"),
+            ParamSpec("aggregate_over", .list(.string), default: .list([]), help: "matrix axes averaged over (mean ± std), e.g. a seed axis"),
+            ParamSpec("baseline", .map(.any), default: .map([:]), help: "axis -> value of the baseline row, used by baseline(...)"),
+            ParamSpec("columns", .pairs(.string), help: "label -> formula over `stage.metric` references"),
+            ParamSpec("precision", .int, default: .int(4), help: "significant digits in table.md / table.csv",
+                      check: { (1...12).contains($0.intValue ?? 0) ? nil : "must be between 1 and 12" }),
+        ]
+    }
+
+    public func gatheringAxes(_ params: [String: ParamValue]) -> [String] {
+        let listed = Self.strings(params["rows"]) + Self.strings(params["aggregate_over"])
+        return listed + (params["baseline"]?.mapValue ?? [:]).keys.sorted().filter { !listed.contains($0) }
+    }
+
+    static func strings(_ v: ParamValue?) -> [String] { (v?.listValue ?? []).compactMap(\.stringValue) }
+
+    static func columns(_ v: ParamValue?) -> [(label: String, formula: String)] {
+        (v?.listValue ?? []).compactMap { pair in
+            guard let kv = pair.listValue, kv.count == 2, let k = kv[0].stringValue, let f = kv[1].stringValue else { return nil }
+            return (k, f)
+        }
+    }
+
+    public func validateGathering(_ params: [String: ParamValue], axes: [(key: String, values: [ParamValue])],
+                                  consumed: [String]) -> [GatherProblem] {
+        var problems: [GatherProblem] = []
+        let axisKeys = axes.map(\.key)
+        func suggestion(_ k: String) -> String {
+            let close = axisKeys.min { Self.distance($0, k) < Self.distance($1, k) }
+            if let close, Self.distance(close, k) <= max(2, k.count / 3) { return " (did you mean `\(close)`?)" }
+            return axisKeys.isEmpty ? " (the experiment has no matrix)" : " (matrix axes: \(axisKeys.joined(separator: ", ")))"
+        }
+        let rows = Self.strings(params["rows"]), aggregate = Self.strings(params["aggregate_over"])
+        for (field, keys) in [("rows", rows), ("aggregate_over", aggregate)] {
+            for k in keys where !axisKeys.contains(k) {
+                problems.append(GatherProblem(field: field, item: k, message: "`\(k)` is not a matrix axis" + suggestion(k)))
+            }
+            if Set(keys).count != keys.count { problems.append(GatherProblem(field: field, message: "an axis is listed twice")) }
+        }
+        for k in rows where aggregate.contains(k) {
+            problems.append(GatherProblem(field: "aggregate_over", item: k, message: "`\(k)` is both a row axis and aggregated over"))
+        }
+        let baseline = params["baseline"]?.mapValue ?? [:]
+        for (k, v) in baseline.sorted(by: { $0.key < $1.key }) {
+            guard let axis = axes.first(where: { $0.key == k }) else {
+                problems.append(GatherProblem(field: "baseline", item: k, message: "`\(k)` is not a matrix axis" + suggestion(k)))
+                continue
+            }
+            if aggregate.contains(k) {
+                problems.append(GatherProblem(field: "baseline", item: k, message: "`\(k)` is aggregated over; a baseline fixes row axes only"))
+            }
+            if !axis.values.contains(where: { Self.same($0, v) }) {
+                problems.append(GatherProblem(field: "baseline", item: k, message: "`\(k)` has no value \(v.shortDescription) in the matrix (values: \(axis.values.map(\.shortDescription).joined(separator: ", ")))"))
+            }
+        }
+        let columns = Self.columns(params["columns"])
+        if columns.isEmpty { problems.append(GatherProblem(field: "columns", message: "a table needs at least one column")) }
+        for (label, formula) in columns {
+            let e: TableExpression
+            do { e = try TableExpression.parse(formula) } catch let p as TableExpression.ParseError {
+                problems.append(GatherProblem(field: "columns", item: label, message: "column `\(label)`: \(p)")); continue
+            } catch { continue }
+            if e.usesBaseline && baseline.isEmpty {
+                problems.append(GatherProblem(field: "columns", item: label, message: "column `\(label)` uses baseline(...) but the table declares no `baseline`"))
+            }
+            if e.nestsBaseline {
+                problems.append(GatherProblem(field: "columns", item: label, message: "column `\(label)`: baseline(...) inside baseline(...)"))
+            }
+            for r in e.references {
+                let stage = String(r.split(separator: ".", maxSplits: 1).first ?? "")
+                if r.contains("."), consumed.contains(stage) { continue }
+                if axisKeys.contains(r) { continue }
+                let hint = consumed.isEmpty ? "" : " (consumed stages: \(consumed.joined(separator: ", ")))"
+                problems.append(GatherProblem(field: "columns", item: label,
+                    message: "column `\(label)`: `\(r)` names neither `stage.metric` of a consumed stage nor a matrix axis\(hint)"))
+            }
+        }
+        return problems
+    }
+
+    /// Equality of axis values with 1 == 1.0.
+    static func same(_ a: ParamValue, _ b: ParamValue) -> Bool {
+        if let x = a.doubleValue, let y = b.doubleValue { return x == y }
+        return a == b
+    }
+
+    static func distance(_ a: String, _ b: String) -> Int {
+        let a = Array(a.lowercased()), b = Array(b.lowercased())
+        var prev = Array(0...b.count)
+        for i in 1...max(1, a.count) where !a.isEmpty {
+            var cur = [i] + Array(repeating: 0, count: b.count)
+            for j in 1...max(1, b.count) where !b.isEmpty {
+                cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            prev = cur
+        }
+        return a.isEmpty ? b.count : prev[b.count]
+    }
+
+    // MARK: run
+
+    public func run(_ context: StageContext) throws -> StageOutcome {
+        let table = try Self.compute(name: context.stageName, params: context.params, inputs: context.inputs)
+        let out = context.outputDirectory
+        try table.json.write(to: out.appendingPathComponent("table.json"))
+        try Data(table.markdown.utf8).write(to: out.appendingPathComponent("table.md"))
+        try Data(table.csv.utf8).write(to: out.appendingPathComponent("table.csv"))
+        context.emit(.log("table: \(table.rows.count) rows x \(table.columns.count) columns"))
+        return StageOutcome()
+    }
+
+    /// One gathered cell as passed by the expansion in the `cells` param.
+    struct Cell {
+        var label: String
+        var axes: [String: ParamValue]
+        /// Consumed stage -> (upstream cell id, its resolved fields).
+        var stages: [String: (id: String, fields: [String: ParamValue])]
+    }
+
+    static func cells(_ v: ParamValue?) -> [Cell] {
+        (v?.listValue ?? []).compactMap { c in
+            guard let m = c.mapValue else { return nil }
+            var stages: [String: (id: String, fields: [String: ParamValue])] = [:]
+            for (name, s) in m["stages"]?.mapValue ?? [:] {
+                guard let sm = s.mapValue, let id = sm["id"]?.stringValue else { continue }
+                stages[name] = (id, sm["fields"]?.mapValue ?? [:])
+            }
+            return Cell(label: m["label"]?.stringValue ?? "", axes: m["axes"]?.mapValue ?? [:], stages: stages)
+        }
+    }
+
+    /// Builds the table from resolved params (with the expansion's `cells` and `axes`) and the
+    /// consumed artifacts by upstream cell id.
+    public static func compute(name: String, params: [String: ParamValue], inputs: [String: URL]) throws -> ResultTable {
+        let axes: [(key: String, values: [ParamValue])] = (params["axes"]?.listValue ?? []).compactMap { a in
+            guard let m = a.mapValue, let k = m["key"]?.stringValue else { return nil }
+            return (k, m["values"]?.listValue ?? [])
+        }
+        let aggregate = strings(params["aggregate_over"])
+        var rowKeys = strings(params["rows"])
+        rowKeys += axes.map(\.key).filter { !rowKeys.contains($0) && !aggregate.contains($0) }
+        let baseline = params["baseline"]?.mapValue ?? [:]
+        let columns = columns(params["columns"])
+        let formulas = try columns.map { col -> TableExpression in
+            do { return try TableExpression.parse(col.formula) } catch { throw StageError("table `\(name)`: column `\(col.label)`: \(error)") }
+        }
+        let cells = cells(params["cells"])
+
+        // Metrics of each gathered artifact, read once.
+        var metrics: [String: [String: Double]] = [:]
+        func metricsOf(_ id: String) throws -> [String: Double] {
+            if let m = metrics[id] { return m }
+            guard let dir = inputs[id] else { throw StageError("table `\(name)`: no input for `\(id)`") }
+            let file = dir.appendingPathComponent("metrics.json")
+            var m: [String: Double] = [:]
+            if FileManager.default.fileExists(atPath: file.path) {
+                do { m = try JSONDecoder().decode([String: Double].self, from: Data(contentsOf: file)) } catch {
+                    throw StageError("table `\(name)`: \(file.path): not a JSON object of numbers")
+                }
+            }
+            metrics[id] = m
+            return m
+        }
+        func lookup(_ ref: String, in cell: Cell, column: String) throws -> Double {
+            let parts = ref.split(separator: ".", maxSplits: 1).map(String.init)
+            if parts.count == 2, let st = cell.stages[parts[0]] {
+                if let v = try metricsOf(st.id)[parts[1]] { return v }
+                if let f = st.fields[parts[1]] {
+                    if let v = f.doubleValue { return v }
+                    if let b = f.boolValue { return b ? 1 : 0 }
+                }
+            }
+            if let a = cell.axes[ref] {
+                if let v = a.doubleValue { return v }
+                if let b = a.boolValue { return b ? 1 : 0 }
+                throw StageError("table `\(name)`: column `\(column)`: axis `\(ref)` is `\(a.shortDescription)` in cell \(cell.label), not a number")
+            }
+            if parts.count == 2, let st = cell.stages[parts[0]] {
+                let known = try metricsOf(st.id).keys.sorted()
+                throw StageError("table `\(name)`: column `\(column)`: `\(st.id)` has no metric or numeric field `\(parts[1])`"
+                                 + (known.isEmpty ? " (it has no metrics)" : " (its metrics: \(known.joined(separator: ", ")))"))
+            }
+            throw StageError("table `\(name)`: column `\(column)`: `\(ref)` is not a consumed stage's metric or a matrix axis")
+        }
+        func baselineCell(of cell: Cell) throws -> Cell {
+            var target = cell.axes
+            for (k, v) in baseline { target[k] = v }
+            guard let b = cells.first(where: { c in target.allSatisfy { k, v in c.axes[k].map { same($0, v) } ?? false } }) else {
+                throw StageError("table `\(name)`: no baseline cell for \(cell.label)")
+            }
+            return b
+        }
+
+        // Rows in the axes' declared value order; cells of a row in their given order.
+        func index(_ cell: Cell) -> [Int] {
+            rowKeys.map { k in
+                let values = axes.first { $0.key == k }?.values ?? []
+                return values.firstIndex { v in cell.axes[k].map { same($0, v) } ?? false } ?? Int.max
+            }
+        }
+        var groups: [[Int]: [Cell]] = [:]
+        for c in cells { groups[index(c), default: []].append(c) }
+        let baselineIsRowOnly = baseline.keys.allSatisfy { rowKeys.contains($0) }
+        var rows: [ResultTable.Row] = []
+        for idx in groups.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+            let group = groups[idx]!
+            var values: [ResultTable.Stat?] = []
+            for (col, f) in zip(columns, formulas) {
+                let v = try group.map { cell in
+                    try f.evaluate({ try lookup($0, in: cell, column: col.label) },
+                                   baselineLookup: { ref in try lookup(ref, in: try baselineCell(of: cell), column: col.label) })
+                }
+                values.append(ResultTable.Stat(v))
+            }
+            let first = group[0]
+            let isBaseline = !baseline.isEmpty && baselineIsRowOnly
+                && baseline.allSatisfy { k, v in first.axes[k].map { same($0, v) } ?? false }
+            rows.append(ResultTable.Row(labels: rowKeys.map { first.axes[$0]?.shortDescription ?? "" },
+                                        cells: group.map(\.label), values: values, isBaseline: isBaseline))
+        }
+        return ResultTable(
+            name: name, title: params["title"]?.stringValue ?? "", rowKeys: rowKeys, rowHeaders: shortNames(rowKeys),
+            aggregateOver: aggregate, baseline: baseline.keys.sorted().map { "\($0)=\(baseline[$0]!.shortDescription)" },
+            columns: columns.map(\.label), formulas: columns.map(\.formula), precision: params["precision"]?.intValue ?? 4,
+            rows: rows)
+    }
+
+    /// Last component of each dotted key when that is unambiguous among them.
+    public static func shortNames(_ keys: [String]) -> [String] {
+        let lasts = keys.map { String($0.split(separator: ".").last ?? Substring($0)) }
+        return zip(keys, lasts).map { k, l in lasts.filter { $0 == l }.count == 1 ? l : k }
+    }
+}
