@@ -15,8 +15,15 @@ public struct TrainStage: StageKind {
     public var name: String { "train" }
     public var version: Int { 1 }
 
-    static func positive(_ v: ParamValue) -> String? { (v.doubleValue ?? 0) > 0 ? nil : "must be positive" }
-    static func nonNegative(_ v: ParamValue) -> String? { (v.doubleValue ?? -1) >= 0 ? nil : "must be zero or positive" }
+    // `.inf` passes a plain sign test and would train forever or poison the weights: require finite.
+    static func positive(_ v: ParamValue) -> String? {
+        let d = v.doubleValue ?? 0
+        return d > 0 && d.isFinite ? nil : "must be positive and finite"
+    }
+    static func nonNegative(_ v: ParamValue) -> String? {
+        let d = v.doubleValue ?? -1
+        return d >= 0 && d.isFinite ? nil : "must be zero or positive and finite"
+    }
 
     public var params: [ParamSpec] {
         [

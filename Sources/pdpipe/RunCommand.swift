@@ -15,16 +15,23 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         guard jobs >= 1 else { printError("-j must be at least 1"); throw Exit.badSpec }
-        let (expansion, store) = try spec.load()
+        // Everything that can be checked is checked before the store is opened (or created).
+        let expansion = try spec.loadExpansion()
+        for f in force where !expansion.instances.contains(where: { $0.stage == f || $0.id == f }) {
+            printError("-f \(f): no such stage or cell id"); throw Exit.badSpec
+        }
+        let selected = try catchingSpecErrors { try Runner.select(targets, from: expansion) }
+        if !dryRun {
+            let missing = Preflight.missingExternalFiles(expansion, instances: selected)
+            if !missing.isEmpty { printError(SpecError(missing).description); throw Exit.badSpec }
+        }
+        let store = try spec.openStore(for: expansion)
         let runner = Runner(expansion: expansion, store: store)
         var options = RunOptions()
         options.targets = targets
         options.jobs = jobs
         options.force = force
         options.keepGoing = keepGoing
-        for f in force where !expansion.instances.contains(where: { $0.stage == f || $0.id == f }) {
-            printError("-f \(f): no such stage or cell id"); throw Exit.badSpec
-        }
         if dryRun {
             let lines = try catchingSpecErrors { try runner.plan(options) }
             printPlan(lines)

@@ -56,7 +56,9 @@ public final class Runner: Sendable {
     }
 
     /// Instances selected by targets (stage names or cell ids) plus everything upstream, in order.
-    public func select(_ targets: [String]) throws -> [StageInstance] {
+    public func select(_ targets: [String]) throws -> [StageInstance] { try Self.select(targets, from: expansion) }
+
+    public static func select(_ targets: [String], from expansion: Expansion) throws -> [StageInstance] {
         if targets.isEmpty { return expansion.instances }
         let all = expansion.instances
         var wanted = Set<String>()
@@ -288,7 +290,9 @@ public final class Runner: Sendable {
             }
             // Compute under the per-key lock; another process may have finished it meanwhile.
             guard let lock = try StageLock(url: store.locks.appendingPathComponent(key.key + ".lock"),
-                                           onWait: { observe(.waiting(id: id, holder: $0)) }, isCancelled: isCancelled) else {
+                                           onWait: { observe(.waiting(id: id, holder: $0)) },
+                                           onTakeover: { observe(.warning("\(id): took over the lock left by \($0) (no longer running)")) },
+                                           isCancelled: isCancelled) else {
                 return Executed(line: PlanLine(id: id, action: .failed, reason: "interrupted", key: key.key), output: nil, interrupted: true)
             }
             defer { lock.release() }
@@ -296,6 +300,7 @@ public final class Runner: Sendable {
                 try store.markRestored(cellID: id, key: key.key, scope: scope, runID: runID)
                 return Executed(line: PlanLine(id: id, action: .restore, reason: "computed by another run", key: key.key), output: hit.artifact)
             }
+            try verifyInputs(inst, inputDigests: inputDigests)
             let old = try previousKey.flatMap { try store.result(forKey: $0) }
             let reason = forced ? "forced" : Self.reason(new: key, old: old)
             observe(.started(id: id, reason: reason))
@@ -326,6 +331,21 @@ public final class Runner: Sendable {
             return nil
         }
         return r
+    }
+
+    /// Re-hashes the input objects a stage is about to read, so a corrupt cache entry is never
+    /// trusted. A bad one is removed with its results (its stage reruns next time) and this stage fails.
+    func verifyInputs(_ inst: StageInstance, inputDigests: [String: String]) throws {
+        for (name, digest) in inputDigests.sorted(by: { $0.key < $1.key }) {
+            let url = store.objectURL(digest)
+            let present = FileManager.default.fileExists(atPath: url.path)
+            if present, try Digest.tree(url) == digest { continue }
+            try? FileManager.default.removeItem(at: url)
+            try store.forgetArtifact(digest)
+            throw StageError("input `\(name)` (\(inst.inputs[name] ?? name), object \(digest.prefix(12))) is "
+                             + (present ? "corrupt (its content does not match its digest)" : "missing from the store")
+                             + "; it was dropped from the cache and is recomputed by the next run")
+        }
     }
 
     func compute(_ inst: StageInstance, key: StageKey, inputDigests: [String: String], reason: String, runID: String, logDir: URL, threads: ThreadBudget,
@@ -377,6 +397,11 @@ public final class Runner: Sendable {
         let digest = try Digest.tree(outDir)
         try Durability.syncTree(outDir)
         let object = store.objectURL(digest)
+        // An object already stored under this digest is reused only if its bytes still match.
+        if fm.fileExists(atPath: object.path), try Digest.tree(object) != digest {
+            observe(.warning("object \(digest.prefix(12)) was corrupt; replacing it with the fresh output of \(id)"))
+            try fm.removeItem(at: object)
+        }
         if !fm.fileExists(atPath: object.path) {
             do { try fm.moveItem(at: outDir, to: object) } catch where fm.fileExists(atPath: object.path) {}
             Durability.syncDirectory(store.objects)

@@ -50,6 +50,13 @@ public struct Expansion: Sendable {
         let order = topologicalOrder(spec.stages)
         let axes = spec.matrix.sorted { $0.key < $1.key }
         let names = shortNames(axes.map(\.key))
+        // Cell ids are built from the values' short forms, so two values may not share one.
+        for axis in axes {
+            var seen = Set<String>()
+            for v in axis.values where !seen.insert(v.shortDescription).inserted {
+                diagnostics.append(SpecDiagnostic(axis.location, "matrix values for `\(axis.key)` list `\(v.shortDescription)` twice"))
+            }
+        }
 
         // Which params each stage reads (static: interpolation names do not depend on values).
         var directReads: [String: Set<String>] = [:]

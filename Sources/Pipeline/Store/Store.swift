@@ -200,6 +200,22 @@ public final class Store: Sendable {
         }
     }
 
+    /// SQLite's own consistency check ("ok" when the database is sound).
+    public func integrityCheck() throws -> String {
+        try db.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ") }
+    }
+
+    /// Cell ids (of any scope) whose results point at each artifact, for naming bad objects.
+    public func cellsByArtifact() throws -> [String: [String]] {
+        try db.read { db in
+            var out: [String: [String]] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT DISTINCT artifact, cell_id FROM results ORDER BY cell_id") {
+                out[row["artifact"], default: []].append(row["cell_id"])
+            }
+            return out
+        }
+    }
+
     public func allArtifacts() throws -> Set<String> {
         try db.read { db in Set(try String.fetchAll(db, sql: "SELECT DISTINCT artifact FROM results")) }
     }
@@ -246,6 +262,19 @@ public final class Store: Sendable {
     }
 
     public func objectURL(_ digest: String) -> URL { objects.appendingPathComponent(digest) }
+}
+
+extension Store {
+    /// A short human description of an error met while opening or writing the store.
+    public static func describe(_ error: Error) -> String {
+        if let e = error as? StoreError { return e.description }
+        if let e = error as? DatabaseError { return e.message ?? "\(e)" }
+        let ns = error as NSError
+        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(Int32(underlying.code)))
+        }
+        return ns.localizedDescription
+    }
 }
 
 public struct StoreError: Error, CustomStringConvertible, Sendable {

@@ -1,0 +1,177 @@
+import Foundation
+import Testing
+@testable import Pipeline
+
+/// Crash safety (issue 7.1): `pdpipe run` is SIGKILLed at seeded random moments over a pipeline of
+/// shell stages and a tiny training stage. After every kill the store must be sound (SQLite
+/// integrity, every recorded object present with its digest, no wrong result recorded as
+/// complete); the next run must finish with results identical to an uninterrupted run, must not
+/// redo what was recorded, and training must resume from its last checkpoint.
+/// `PDPIPE_FAULT_TRIALS=50` runs the full campaign (default 10), `PDPIPE_FAULT_SEED` picks the seeds.
+@Suite(.serialized) struct FaultInjectionTests {
+    static let stages = ["prep", "data", "train", "digest", "summary"]
+
+    /// Shell stages write several files over time; `train` checkpoints every 0.1 counted kimg.
+    static func writeProject(_ f: Fixture) throws {
+        try Reliability.writePNGFolder(f.url("data/imgs"))
+        try f.write("pipelines/crash.yaml", """
+            stages:
+              prep:
+                kind: shell
+                cmd: for i in 1 2 3; do seq 1 $((i * 20000)) > part$i.txt; sleep 0.05; done
+                outs: [part1.txt, part2.txt, part3.txt]
+              data:
+                kind: dataset
+                source: png-folder
+                path: data/imgs
+                resolution: 8
+                channels: 3
+              train:
+                kind: train
+                needs: [data]
+                model_channels: 8
+                channel_mult: [1, 2]
+                num_blocks: 1
+                attention_levels: [1]
+                batch: 2
+                kimg: 1.0
+                lr: 0.002
+                lr_rampup_kimg: 0.01
+                ema_kimg: 0.01
+                checkpoint_kimg: 0.1
+                tick_kimg: 0.1
+              digest:
+                kind: shell
+                needs: [train, prep]
+                cmd: cksum < ${inputs.train}/ema.pdt > ema.cksum; cat ${inputs.prep}/part*.txt | wc -l > lines.txt
+                outs: [ema.cksum, lines.txt]
+              summary:
+                kind: shell
+                needs: [digest, data]
+                cmd: cat ${inputs.digest}/lines.txt ${inputs.data}/manifest.json > summary.txt
+                outs: [summary.txt]
+            """)
+    }
+
+    struct Stats {
+        var trials = 0, kills = 0, landed = 0, failures = 0, resumed = 0
+        var killedIn: [String: Int] = [:]
+    }
+
+    /// Content digest (timings left out) of each stage's current result.
+    static func currentContents(_ f: Fixture) throws -> [String: String] {
+        let rows = try Reliability.results(f.storeURL)
+        let cells = try Reliability.database(f.storeURL).read { db in
+            try [String: String](uniqueKeysWithValues: String.fetchAll(db, sql: "SELECT cell_id || ' ' || key FROM cells").map {
+                let parts = $0.split(separator: " "); return (String(parts[0]), String(parts[1]))
+            })
+        }
+        var out: [String: String] = [:]
+        for (cell, key) in cells {
+            guard let row = rows.first(where: { $0.key == key }) else { continue }
+            out[cell] = try Reliability.contentDigest(f.storeURL.appendingPathComponent("objects/" + row.artifact))
+        }
+        return out
+    }
+
+    /// The invariants that must hold after any kill. Returns problems (empty when sound).
+    static func checkStore(_ f: Fixture, reference: [String: String]) throws -> [String] {
+        var problems: [String] = []
+        let integrity = try Reliability.integrityCheck(f.storeURL)
+        if integrity != "ok" { problems.append("integrity_check: \(integrity)") }
+        for row in try Reliability.results(f.storeURL) {
+            let object = f.storeURL.appendingPathComponent("objects/" + row.artifact)
+            guard FileManager.default.fileExists(atPath: object.path) else {
+                problems.append("\(row.cellID) recorded complete but object \(row.artifact.prefix(12)) is missing"); continue
+            }
+            if try Digest.tree(object) != row.artifact { problems.append("\(row.cellID): object does not match its digest") }
+            if try Reliability.contentDigest(object) != reference[row.cellID] {
+                problems.append("\(row.cellID) recorded complete with content that differs from the uninterrupted run")
+            }
+        }
+        let verify = try CLITests.pdpipe(["cache", "verify"], in: f.dir)
+        if verify.status != 0 { problems.append("cache verify: \(verify.out) \(verify.err)") }
+        return problems
+    }
+
+    @Test func sigkillAtRandomMomentsNeverLeavesAWrongResult() throws {
+        let env = ProcessInfo.processInfo.environment
+        let trials = Int(env["PDPIPE_FAULT_TRIALS"] ?? "") ?? 10
+        let seed = UInt64(env["PDPIPE_FAULT_SEED"] ?? "") ?? 7
+
+        // The uninterrupted run everything is compared with.
+        let ref = try Fixture()
+        try Self.writeProject(ref)
+        let t0 = Date()
+        let clean = try CLITests.pdpipe(["run", "pipelines/crash.yaml"], in: ref.dir)
+        let wall = Date().timeIntervalSince(t0)
+        try #require(clean.status == 0, "\(clean.out)\(clean.err)")
+        let reference = try Self.currentContents(ref)
+        try #require(Set(reference.keys) == Set(Self.stages))
+
+        var stats = Stats()
+        let started = Date()
+        for trial in 0..<trials {
+            var rng = Reliability.Random(seed: seed &* 1000 &+ UInt64(trial))
+            let f = try Fixture()
+            try Self.writeProject(f)
+            let jobs = 1 + rng.int(2)
+            var checkpoints: [String: Int] = [:]
+            for _ in 0..<(1 + rng.int(2)) {
+                let delay = 0.02 + rng.unit() * wall * 1.1
+                let p = try CLITests.start(["run", "pipelines/crash.yaml", "-j", String(jobs)], in: f.dir)
+                usleep(UInt32(delay * 1_000_000))
+                kill(p.0.processIdentifier, SIGKILL)
+                let r = CLITests.finish(p)
+                stats.kills += 1
+                if p.0.terminationReason == .uncaughtSignal {
+                    stats.landed += 1
+                    let running = r.out.split(separator: "\n").filter { $0.hasPrefix("RUN ") }.map { String($0.split(separator: " ")[1]) }
+                    let done = Set(r.out.split(separator: "\n").compactMap { l -> String? in
+                        l.hasPrefix("  done ") ? String(l.split(separator: " ")[1]) : nil })
+                    let inFlight = running.filter { !done.contains($0) }
+                    stats.killedIn[inFlight.isEmpty ? "(between stages)" : inFlight.joined(separator: "+"), default: 0] += 1
+                }
+                let problems = try Self.checkStore(f, reference: reference)
+                #expect(problems.isEmpty, "trial \(trial) (seed \(seed), delay \(delay) s): \(problems)")
+                if !problems.isEmpty { stats.failures += 1 }
+                for key in (try? FileManager.default.contentsOfDirectory(atPath: f.storeURL.appendingPathComponent("work").path)) ?? [] {
+                    let ckpt = f.storeURL.appendingPathComponent("work/\(key)/checkpoint.pdt")
+                    if FileManager.default.fileExists(atPath: ckpt.path) { checkpoints[key] = try Reliability.checkpointStep(ckpt) }
+                }
+            }
+            let recorded = Set(try Reliability.results(f.storeURL).map(\.key))
+            let finish = try CLITests.pdpipe(["run", "pipelines/crash.yaml", "-v"], in: f.dir)
+            #expect(finish.status == 0, "trial \(trial): \(finish.out)\(finish.err)")
+            #expect(!finish.err.contains("database is locked"))
+            let problems = try Self.checkStore(f, reference: reference)
+            #expect(problems.isEmpty, "trial \(trial) after the completing run: \(problems)")
+            #expect(try Self.currentContents(f) == reference, "trial \(trial): results differ from the uninterrupted run")
+            // What was recorded before is not computed again.
+            let cells = try Reliability.database(f.storeURL).read { db in
+                try [String: String](uniqueKeysWithValues: String.fetchAll(db, sql: "SELECT cell_id || ' ' || key FROM cells").map {
+                    let parts = $0.split(separator: " "); return (String(parts[0]), String(parts[1]))
+                })
+            }
+            let reran = finish.out.split(separator: "\n").filter { $0.hasPrefix("RUN ") }.map { String($0.split(separator: " ")[1]) }
+            for id in reran where recorded.contains(cells[id] ?? "") {
+                Issue.record("trial \(trial): \(id) was recorded complete before but ran again")
+            }
+            // Training resumed from the checkpoint the kill left (not from step 0).
+            if let trainKey = cells["train"], let step = checkpoints[trainKey], reran.contains("train") {
+                #expect(finish.out.contains("train: resumed from the checkpoint at step \(step)"),
+                        "trial \(trial): expected a resume from step \(step)")
+                if finish.out.contains("resumed from the checkpoint at step \(step)") && step > 0 { stats.resumed += 1 }
+            }
+            #expect(!FileManager.default.fileExists(atPath: f.storeURL.appendingPathComponent("work/" + (cells["train"] ?? "")).path))
+            if !problems.isEmpty || finish.status != 0 { stats.failures += 1 }
+            stats.trials += 1
+        }
+        let seconds = Date().timeIntervalSince(started)
+        let places = stats.killedIn.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        print("fault injection: \(stats.trials) trials (seed \(seed)), \(stats.kills) kills, \(stats.landed) landed mid-run "
+              + "[\(places)], \(stats.resumed) resumed training from a checkpoint, \(stats.failures) failures, "
+              + String(format: "%.1f s (uninterrupted run %.2f s)", seconds, wall))
+        #expect(stats.landed > 0)
+    }
+}
