@@ -32,6 +32,11 @@ public final class Store: Sendable {
         for d in ["", "objects", "tmp", "work", "locks", "logs"] {
             try fm.createDirectory(at: root.appendingPathComponent(d), withIntermediateDirectories: true)
         }
+        // Creating the database, switching it to WAL and migrating take SQLite's exclusive lock, and
+        // SQLite reports "database is locked" at once (no busy wait) when several processes do it
+        // together. Processes opening the store therefore take turns on a file lock for this step.
+        let opening = lockedFile(root.appendingPathComponent("locks/open.lock").path)
+        defer { if opening >= 0 { flock(opening, LOCK_UN); close(opening) } }
         var config = Configuration()
         config.busyMode = .timeout(30)
         // WAL + synchronous=NORMAL: a power cut may lose the last commits (stages show as missing and
@@ -262,6 +267,13 @@ public final class Store: Sendable {
     }
 
     public func objectURL(_ digest: String) -> URL { objects.appendingPathComponent(digest) }
+}
+
+/// Opens (creating) a lock file and blocks until it is held exclusively; -1 if it cannot be opened.
+private func lockedFile(_ path: String) -> Int32 {
+    let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+    if fd >= 0 { while flock(fd, LOCK_EX) != 0 && errno == EINTR {} }
+    return fd
 }
 
 extension Store {
