@@ -26,6 +26,10 @@ struct RunCommand: ParsableCommand {
             if !missing.isEmpty { printError(SpecError(missing).description); throw Exit.badSpec }
         }
         let store = try spec.openStore(for: expansion)
+        if !dryRun, let problem = store.writeProblem() {
+            printError("cannot open the store at \(store.root.path) for writing: \(problem)")
+            throw Exit.stageFailed
+        }
         let runner = Runner(expansion: expansion, store: store)
         var options = RunOptions()
         options.targets = targets

@@ -41,6 +41,16 @@ import Testing
 
     static func pdpipe(_ args: [String], in dir: URL) throws -> Result { finish(try start(args, in: dir)) }
 
+    /// Runs another program (chmod...) and waits for it.
+    static func runTool(_ path: String, _ args: [String]) throws -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = args
+        try p.run()
+        p.waitUntilExit()
+        return p.terminationStatus
+    }
+
     @Test func exitCodesForRunStatusAndFailures() throws {
         let f = try Fixture()
         try f.writeScenario()

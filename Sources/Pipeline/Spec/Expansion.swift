@@ -111,7 +111,11 @@ public struct Expansion: Sendable {
                         continue
                     }
                     guard spec.type.accepts(value) else {
-                        diagnostics.append(SpecDiagnostic(loc, "field `\(spec.name)` of stage `\(st.name)` must be \(spec.type.description), got `\(value.shortDescription)`\(cellNote)"))
+                        // A bad value interpolated from a swept key: also name the matrix entry it came from.
+                        let origin = assignment.first { a in st.fields[spec.name].map { containsReference($0, a.key) } ?? false }
+                            .flatMap { a in axes.first { $0.key == a.key } }
+                            .map { "; `\($0.key)` is swept at \($0.location)" } ?? ""
+                        diagnostics.append(SpecDiagnostic(loc, "field `\(spec.name)` of stage `\(st.name)` must be \(spec.type.description), got `\(value.shortDescription)`\(cellNote)\(origin)"))
                         continue
                     }
                     let normal = spec.type.normalise(value)

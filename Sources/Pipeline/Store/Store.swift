@@ -28,10 +28,7 @@ public final class Store: Sendable {
 
     public init(root: URL) throws {
         self.root = root.standardizedFileURL
-        let fm = FileManager.default
-        for d in ["", "objects", "tmp", "work", "locks", "logs"] {
-            try fm.createDirectory(at: root.appendingPathComponent(d), withIntermediateDirectories: true)
-        }
+        for d in ["", "objects", "tmp", "work", "locks", "logs"] { try Self.makeDirectory(root.appendingPathComponent(d)) }
         // Creating the database, switching it to WAL and migrating take SQLite's exclusive lock, and
         // SQLite reports "database is locked" at once (no busy wait) when several processes do it
         // together. Processes opening the store therefore take turns on a file lock for this step.
@@ -46,6 +43,32 @@ public final class Store: Sendable {
         // Read-only commands should not write: migrate only when something is missing.
         let migrator = Self.migrator
         if try !db.read({ try migrator.hasCompletedMigrations($0) }) { try migrator.migrate(db) }
+    }
+
+    /// Why a run could not write here (nil when it can): checked before a run starts, so a
+    /// read-only store fails with its path instead of an SQLite error halfway.
+    public func writeProblem() -> String? {
+        let paths = [root, objects, tmp, work, locks, logs].map(\.path) + [root.appendingPathComponent("pdpipe.sqlite").path]
+        for path in paths where access(path, W_OK) != 0 {
+            return "`\(path)` is not writable (\(String(cString: strerror(errno))))"
+        }
+        return nil
+    }
+
+    /// `mkdir -p` with the system's reason on failure (read-only file system, permission denied...).
+    static func makeDirectory(_ url: URL) throws {
+        var path = ""
+        for part in url.standardizedFileURL.path.split(separator: "/") {
+            path += "/" + part
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isDir) {
+                if !isDir.boolValue { throw StoreError("`\(path)` is a file, not a directory") }
+                continue
+            }
+            if mkdir(path, 0o755) != 0 && errno != EEXIST {
+                throw StoreError("cannot create `\(path)`: \(String(cString: strerror(errno)))")
+            }
+        }
     }
 
     static var migrator: DatabaseMigrator {
