@@ -36,11 +36,27 @@ public indirect enum YAMLValue: Sendable {
 
     /// Parses a YAML file; syntax errors and duplicate keys become SpecErrors.
     public static func load(file: URL, displayName: String) throws -> YAMLValue {
-        let text: String
-        do { text = try String(contentsOf: file, encoding: .utf8) } catch {
-            throw SpecError(nil, "\(displayName): cannot read file: \(error.localizedDescription)")
+        guard let data = FileManager.default.contents(atPath: file.path) else {
+            throw SpecError(nil, "\(displayName): cannot read file")
         }
+        guard let text = String(data: data, encoding: .utf8) else { throw invalidUTF8(data, file: displayName) }
         return try parse(text, file: displayName)
+    }
+
+    /// Names the line and column of the first byte that is not UTF-8.
+    static func invalidUTF8(_ data: Data, file: String) -> SpecError {
+        var decoder = UTF8()
+        var bytes = data.makeIterator()
+        var line = 1, column = 1
+        loop: while true {
+            switch decoder.decode(&bytes) {
+            case .scalarValue(let u):
+                if u == "\n" { line += 1; column = 1 } else { column += 1 }
+            case .emptyInput: break loop
+            case .error: break loop
+            }
+        }
+        return SpecError(SourceLocation(file: file, line: line, column: column), "not valid UTF-8 text")
     }
 
     public static func parse(_ text: String, file: String) throws -> YAMLValue {
