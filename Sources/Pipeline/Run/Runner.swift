@@ -394,8 +394,11 @@ public final class Runner: Sendable {
             try JSONEncoder.sorted.encode(outcome.metrics).write(to: metricsFile)
         }
         // Content-address the output: hash, fsync, rename into objects/, then record in one transaction.
+        FaultPoint.hit("outputs-written")
         let digest = try Digest.tree(outDir)
+        FaultPoint.hit("hashed")
         try Durability.syncTree(outDir)
+        FaultPoint.hit("synced")
         let object = store.objectURL(digest)
         // An object already stored under this digest is reused only if its bytes still match.
         if fm.fileExists(atPath: object.path), try Digest.tree(object) != digest {
@@ -406,9 +409,11 @@ public final class Runner: Sendable {
             do { try fm.moveItem(at: outDir, to: object) } catch where fm.fileExists(atPath: object.path) {}
             Durability.syncDirectory(store.objects)
         }
+        FaultPoint.hit("moved")
         try store.record(StoredResult(key: key.key, stage: inst.stage, cellID: id, artifact: digest,
                                       metrics: outcome.metrics, components: key.components, seconds: seconds,
                                       runID: runID), scope: scope)
+        FaultPoint.hit("recorded")
         try? fm.removeItem(at: workDir)
         logWriter.write("# done in \(String(format: "%.3f", seconds)) s -> \(digest)")
         return Executed(line: PlanLine(id: id, action: .run, reason: reason, key: key.key, seconds: seconds), output: digest)
