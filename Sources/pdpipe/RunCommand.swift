@@ -43,9 +43,19 @@ struct RunCommand: ParsableCommand {
         }
         let interrupt = Interrupt.install()
         let console = Console(verbose: verbose)
-        let summary = try catchingSpecErrors {
-            try runner.run(options, command: CommandLine.arguments.joined(separator: " "),
-                           isCancelled: { interrupt.isSet }, observe: console.handle)
+        let summary: RunSummary
+        do {
+            summary = try catchingSpecErrors {
+                try runner.run(options, command: CommandLine.arguments.joined(separator: " "),
+                               isCancelled: { interrupt.isSet }, observe: console.handle)
+            }
+        } catch let e as ExitCode {
+            throw e
+        } catch {
+            // The store itself failed (disk full, I/O error): name it; nothing was recorded half-way.
+            console.finish()
+            printError("cannot write to the store at \(store.root.path): \(Store.describe(error))")
+            throw Exit.stageFailed
         }
         console.finish()
         let counts = [("ran", summary.count(.run)), ("restored", summary.count(.restore)),

@@ -114,4 +114,47 @@ import Testing
                     "\(c.name): leftovers in tmp/")
         }
     }
+    /// A full store (a 256 KiB tmpfs, so this needs root and mount rights; skipped otherwise): the
+    /// stage that cannot write fails naming the cause, a run that cannot even record says which
+    /// store is full, and the store stays sound with nothing half-recorded.
+    @Test(.enabled(if: getuid() == 0)) func fullStoreFailsWithItsCauseAndStaysSound() throws {
+        let f = try Fixture()
+        let mount = f.url("small-disk")
+        try FileManager.default.createDirectory(at: mount, withIntermediateDirectories: true)
+        guard try CLITests.runTool("/bin/mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", mount.path]) == 0 else {
+            print("fullStoreFailsWithItsCauseAndStaysSound: cannot mount a tmpfs here; skipped")
+            return
+        }
+        defer { _ = try? CLITests.runTool("/bin/umount", [mount.path]) }
+        let store = mount.appendingPathComponent("store")
+        try f.write("pipelines/big.yaml", """
+            stages:
+              small:
+                kind: shell
+                cmd: echo small > s.txt
+                outs: [s.txt]
+              big:
+                kind: shell
+                needs: [small]
+                cmd: head -c 2000000 /dev/zero > big.bin
+                outs: [big.bin]
+            """)
+        let r = try CLITests.pdpipe(["run", "pipelines/big.yaml", "--store", store.path], in: f.dir)
+        #expect(r.status == 1)
+        #expect(r.out.contains("FAILED big: command failed") && r.out.contains("No space left on device"), "\(r.out)")
+        #expect(try Reliability.results(store).map(\.cellID) == ["small"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: store.appendingPathComponent("tmp").path).isEmpty)
+        // Fill what is left, then run something new: the run cannot even record itself.
+        let filler = FileManager.default.createFile(atPath: mount.appendingPathComponent("filler").path,
+                                                    contents: Data(count: 400_000))
+        _ = filler
+        try f.write("pipelines/other.yaml", "stages:\n  other:\n    kind: shell\n    cmd: seq 1 100000 > o.txt\n    outs: [o.txt]\n")
+        let full = try CLITests.pdpipe(["run", "pipelines/other.yaml", "--store", store.path], in: f.dir)
+        #expect(full.status == 1)
+        #expect(full.err.contains("store at \(store.path)") || full.out.contains("No space left on device"), "\(full.out)\(full.err)")
+        #expect(!full.err.contains("Error: SQLite error"))
+        let verify = try CLITests.pdpipe(["cache", "verify", "--store", store.path], in: f.dir)
+        #expect(verify.status == 0 && verify.out.contains("database: ok"), "\(verify.out)")
+        #expect(try Reliability.results(store).map(\.cellID) == ["small"])
+    }
 }
