@@ -44,14 +44,30 @@ enum Reliability {
     }
 
     static func integrityCheck(_ store: URL) throws -> String {
-        try database(store).read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ") }
+        guard FileManager.default.fileExists(atPath: store.appendingPathComponent("pdpipe.sqlite").path) else { return "ok" }
+        return try database(store).read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ") }
     }
 
+    /// Recorded results. A run killed while creating the store may leave no database or one
+    /// without tables yet (the next run migrates it): that is a store with no results.
     static func results(_ store: URL) throws -> [Row] {
-        try database(store).read { db in
-            try GRDB.Row.fetchAll(db, sql: "SELECT key, stage, cell_id, artifact FROM results ORDER BY key").map {
+        guard FileManager.default.fileExists(atPath: store.appendingPathComponent("pdpipe.sqlite").path) else { return [] }
+        return try database(store).read { db in
+            guard try db.tableExists("results") else { return [] }
+            return try GRDB.Row.fetchAll(db, sql: "SELECT key, stage, cell_id, artifact FROM results ORDER BY key").map {
                 Row(key: $0["key"], stage: $0["stage"], cellID: $0["cell_id"], artifact: $0["artifact"])
             }
+        }
+    }
+
+    /// Cell id -> the key it points at (all scopes).
+    static func cells(_ store: URL) throws -> [String: String] {
+        guard FileManager.default.fileExists(atPath: store.appendingPathComponent("pdpipe.sqlite").path) else { return [:] }
+        return try database(store).read { db in
+            guard try db.tableExists("cells") else { return [:] }
+            var out: [String: String] = [:]
+            for row in try GRDB.Row.fetchAll(db, sql: "SELECT cell_id, key FROM cells") { out[row["cell_id"]] = row["key"] }
+            return out
         }
     }
 

@@ -41,6 +41,7 @@ public final class Store: Sendable {
         config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
         db = try DatabasePool(path: root.appendingPathComponent("pdpipe.sqlite").path, configuration: config)
         // Read-only commands should not write: migrate only when something is missing.
+        FaultPoint.hit("store-opened")
         let migrator = Self.migrator
         if try !db.read({ try migrator.hasCompletedMigrations($0) }) { try migrator.migrate(db) }
     }
