@@ -155,6 +155,7 @@ final class Console: @unchecked Sendable {
             } else if fraction - (lastPlainProgress[id] ?? -1) >= 0.1 || fraction >= 1 && lastPlainProgress[id] != 1 {
                 lastPlainProgress[id] = fraction
                 print("  " + text)
+                fflush(nil)  // piped output (tee, CI logs) shows progress as it happens
             }
         case .waiting(let id, let holder):
             say("WAIT \(id): locked by \(holder)")

@@ -157,6 +157,35 @@ import Testing
         #expect(r.status == 0 && r.out.contains("1 ran"))
     }
 
+    /// Starts `pdpipe`, waits until it printed `afterLines` lines (or ended), sleeps `delay`, SIGKILLs it.
+    static func killedRun(_ args: [String], in dir: URL, afterLines: Int, delay: Double) throws -> (process: Process, out: String) {
+        let p = Process()
+        p.executableURL = try CLITests.binary()
+        p.arguments = args
+        p.currentDirectoryURL = dir
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = FileHandle.nullDevice
+        let output = OutputBuffer()
+        pipe.fileHandleForReading.readabilityHandler = { h in output.append(h.availableData) }
+        try p.run()
+        while p.isRunning && output.lines < afterLines { usleep(2_000) }
+        usleep(UInt32(delay * 1_000_000))
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        pipe.fileHandleForReading.readabilityHandler = nil
+        output.append(pipe.fileHandleForReading.readDataToEndOfFile())
+        return (p, output.text)
+    }
+
+    final class OutputBuffer: @unchecked Sendable {
+        private let lock = NSLock()
+        private var data = Data()
+        func append(_ d: Data) { lock.lock(); data.append(d); lock.unlock() }
+        var lines: Int { lock.lock(); defer { lock.unlock() }; return data.filter { $0 == 10 }.count }
+        var text: String { lock.lock(); defer { lock.unlock() }; return String(decoding: data, as: UTF8.self) }
+    }
+
     /// Runs pdpipe with a fault point set; returns the process and its output once it ended.
     static func crashRun(_ args: [String], in dir: URL, faultPoint: String) throws -> (Process, String) {
         let p = Process()
@@ -186,6 +215,7 @@ import Testing
         let t0 = Date()
         let clean = try CLITests.pdpipe(["run", "pipelines/crash.yaml"], in: ref.dir)
         let wall = Date().timeIntervalSince(t0)
+        let referenceLines = clean.out.split(separator: "\n").count
         try #require(clean.status == 0, "\(clean.out)\(clean.err)")
         let reference = try Self.currentContents(ref)
         try #require(Set(reference.keys) == Set(Self.stages))
@@ -198,14 +228,18 @@ import Testing
             try Self.writeProject(f)
             let jobs = 1 + rng.int(2)
             var checkpoints: [String: Int] = [:]
-            for _ in 0..<(1 + rng.int(2)) {
-                let delay = 0.02 + rng.unit() * wall * 1.1
-                let p = try CLITests.start(["run", "pipelines/crash.yaml", "-j", String(jobs)], in: f.dir)
-                usleep(UInt32(delay * 1_000_000))
-                kill(p.0.processIdentifier, SIGKILL)
-                let r = CLITests.finish(p)
+            for attempt in 0..<(1 + rng.int(2)) {
+                // Half the first kills come a random few ms after a random line of output (stage
+                // started/done, progress), so they land mid-run however loaded the machine; the
+                // others (and second kills, whose runs print less) at a random time.
+                let byTime = attempt > 0 || rng.int(2) == 0
+                let delay = byTime ? 0.02 + rng.unit() * wall * (attempt > 0 ? 0.6 : 1) : rng.unit() * 0.03
+                let afterLines = byTime ? 0 : rng.int(max(1, referenceLines - 2))
+                let r = try Self.killedRun(["run", "pipelines/crash.yaml", "-j", String(jobs)], in: f.dir,
+                                           afterLines: afterLines, delay: delay)
+                let p = r.process
                 stats.kills += 1
-                if p.0.terminationReason == .uncaughtSignal {
+                if p.terminationReason == .uncaughtSignal {
                     stats.landed += 1
                     let running = r.out.split(separator: "\n").filter { $0.hasPrefix("RUN ") }.map { String($0.split(separator: " ")[1]) }
                     let done = Set(r.out.split(separator: "\n").compactMap { l -> String? in
@@ -214,7 +248,7 @@ import Testing
                     stats.killedIn[inFlight.isEmpty ? "(between stages)" : inFlight.joined(separator: "+"), default: 0] += 1
                 }
                 let problems = try Self.checkStore(f, reference: reference)
-                #expect(problems.isEmpty, "trial \(trial) (seed \(seed), delay \(delay) s): \(problems)")
+                #expect(problems.isEmpty, "trial \(trial) (seed \(seed), after \(afterLines) lines + \(delay) s): \(problems)")
                 if !problems.isEmpty { stats.failures += 1 }
                 for key in (try? FileManager.default.contentsOfDirectory(atPath: f.storeURL.appendingPathComponent("work").path)) ?? [] {
                     let ckpt = f.storeURL.appendingPathComponent("work/\(key)/checkpoint.pdt")
