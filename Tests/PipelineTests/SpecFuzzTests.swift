@@ -80,6 +80,13 @@ import Testing
         return bytes
     }
 
+    static func randomOverride(_ rng: inout Reliability.Random) -> String {
+        let keys = ["train.lr", "prep.factor", "eval.mode", "train", "train.seed", "dataset.resolution", "x", "", "train.lr.x"]
+        let values = ["0.1", "0.1,0.2", "1,1", "", ",", "a,b,a", "${train.lr}", ".nan", "-1", "[1, 2]", "{a: 1}", "1e999", "fast"]
+        let key = keys[rng.int(keys.count)], value = values[rng.int(values.count)]
+        return rng.int(10) == 0 ? key : key + "=" + value
+    }
+
     static func tokenRanges(_ bytes: [UInt8]) -> [Range<Int>] {
         var out: [Range<Int>] = [], start: Int?
         for (i, b) in bytes.enumerated() {
@@ -94,9 +101,9 @@ import Testing
     struct Tally { var accepted = 0, rejected = 0, slowest = 0.0 }
 
     /// One input through the loader; returns a problem description when an invariant breaks.
-    static func check(_ file: URL) -> (accepted: Bool, problem: String?) {
+    static func check(_ file: URL, overrides: [String] = []) -> (accepted: Bool, problem: String?) {
         do {
-            let expansion = try SpecLoader.expansion(file)
+            let expansion = try SpecLoader.expansion(file, overrides: overrides)
             let ids = expansion.instances.map(\.id)
             if Set(ids).count != ids.count { return (true, "duplicate cell ids \(ids)") }
             for inst in expansion.instances {
@@ -106,7 +113,7 @@ import Testing
             return (true, nil)
         } catch let e as SpecError {
             if e.diagnostics.isEmpty { return (false, "SpecError without diagnostics") }
-            for d in e.diagnostics where d.location == nil && !d.message.contains(".yaml") {
+            for d in e.diagnostics where d.location == nil && !d.message.contains(".yaml") && !d.message.hasPrefix("-S ") {
                 return (false, "diagnostic without a place: \(d.message)")
             }
             return (false, nil)
@@ -136,14 +143,16 @@ import Testing
             let bytes = Self.mutate(s.text, &rng)
             let url = f.url(s.experiment ? "experiments/fuzz.yaml" : "pipelines/fuzz.yaml")
             try Data(bytes).write(to: url)
+            // A quarter of the inputs also get `-S` overrides (sets, sweeps, junk).
+            let overrides = rng.int(4) == 0 ? (0..<(1 + rng.int(2))).map { _ in Self.randomOverride(&rng) } : []
             let t0 = Date()
-            let (accepted, problem) = Self.check(url)
+            let (accepted, problem) = Self.check(url, overrides: overrides)
             tally.slowest = max(tally.slowest, Date().timeIntervalSince(t0))
             if accepted { tally.accepted += 1 } else { tally.rejected += 1 }
             if let problem {
                 let path = FileManager.default.temporaryDirectory.appendingPathComponent("pdpipe-fuzz-failure-\(seed)-\(i).yaml")
                 try? Data(bytes).write(to: path)
-                Issue.record("iteration \(i) (seed \(seed)): \(problem); input kept at \(path.path)")
+                Issue.record("iteration \(i) (seed \(seed)): \(problem); overrides \(overrides); input kept at \(path.path)")
             }
         }
         let seconds = Date().timeIntervalSince(started)
