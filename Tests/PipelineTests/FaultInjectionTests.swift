@@ -186,6 +186,34 @@ import Testing
         var text: String { lock.lock(); defer { lock.unlock() }; return String(decoding: data, as: UTF8.self) }
     }
 
+    /// A SIGKILLed run's shell command lives on as an orphan. Even writing through absolute
+    /// `$PWD` paths it must not reach the rerun's scratch directory, or its bytes would end up
+    /// in a result recorded as complete.
+    @Test func orphanedCommandOfAKilledRunCannotTouchTheRerun() throws {
+        let f = try Fixture()
+        let pids = f.url("pids")
+        try f.write("pipelines/p.yaml", """
+            stages:
+              slow:
+                kind: shell
+                cmd: >-
+                  echo $$ >> '\(pids.path)';
+                  for i in 1 2 3 4 5 6 7 8; do echo $i >> "$PWD/log.txt"; sleep 0.1; done; cp log.txt out.txt
+                outs: [out.txt]
+            """)
+        defer {
+            for pid in ((try? String(contentsOf: pids, encoding: .utf8)) ?? "").split(separator: "\n").compactMap({ Int32($0) }) {
+                kill(pid, SIGKILL)
+            }
+        }
+        let killed = try Self.killedRun(["run", "pipelines/p.yaml"], in: f.dir, afterLines: 1, delay: 0.25)
+        #expect(killed.process.terminationReason == .uncaughtSignal)
+        let r = try CLITests.pdpipe(["run", "pipelines/p.yaml"], in: f.dir)
+        #expect(r.status == 0)
+        let object = try Reliability.results(f.storeURL).first { $0.cellID == "slow" }.map { f.storeURL.appendingPathComponent("objects/" + $0.artifact) }
+        #expect(try object.map { try String(contentsOf: $0.appendingPathComponent("out.txt"), encoding: .utf8) } == "1\n2\n3\n4\n5\n6\n7\n8\n")
+    }
+
     /// Runs pdpipe with a fault point set; returns the process and its output once it ended.
     static func crashRun(_ args: [String], in dir: URL, faultPoint: String) throws -> (Process, String) {
         let p = Process()
