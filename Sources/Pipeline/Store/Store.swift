@@ -40,8 +40,8 @@ public final class Store: Sendable {
         // rerun) but never leaves a half-written record; objects are fsynced before they are recorded.
         config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
         db = try DatabasePool(path: root.appendingPathComponent("pdpipe.sqlite").path, configuration: config)
-        // Read-only commands should not write: migrate only when something is missing.
         FaultPoint.hit("store-opened")
+        // Read-only commands should not write: migrate only when something is missing.
         let migrator = Self.migrator
         if try !db.read({ try migrator.hasCompletedMigrations($0) }) { try migrator.migrate(db) }
     }
