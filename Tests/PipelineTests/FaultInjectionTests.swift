@@ -54,7 +54,7 @@ import Testing
     }
 
     struct Stats {
-        var trials = 0, kills = 0, landed = 0, failures = 0, resumed = 0
+        var trials = 0, kills = 0, landed = 0, failures = 0, resumed = 0, companions = 0, takeovers = 0
         var killedIn: [String: Int] = [:]
     }
 
@@ -263,9 +263,19 @@ import Testing
                 let byTime = attempt > 0 || rng.int(2) == 0
                 let delay = byTime ? 0.02 + rng.unit() * wall * (attempt > 0 ? 0.6 : 1) : rng.unit() * 0.03
                 let afterLines = byTime ? 0 : rng.int(max(1, referenceLines - 2))
+                // In a third of the trials a second, unkilled run works on the same store at the same
+                // time: it must finish everything (taking over the dead run's locks) and exit 0.
+                let companion = attempt == 0 && rng.int(3) == 0 ? try CLITests.start(["run", "pipelines/crash.yaml"], in: f.dir) : nil
                 let r = try Self.killedRun(["run", "pipelines/crash.yaml", "-j", String(jobs)], in: f.dir,
                                            afterLines: afterLines, delay: delay)
                 let p = r.process
+                if let companion {
+                    let c = CLITests.finish(companion)
+                    stats.companions += 1
+                    #expect(c.status == 0, "trial \(trial): the concurrent run failed: \(c.out)\(c.err)")
+                    #expect(!(c.out + c.err).contains("database is locked"))
+                    if c.out.contains("took over the lock left by pid \(p.processIdentifier) ") { stats.takeovers += 1 }
+                }
                 stats.kills += 1
                 if p.terminationReason == .uncaughtSignal {
                     stats.landed += 1
@@ -309,7 +319,8 @@ import Testing
         let seconds = Date().timeIntervalSince(started)
         let places = stats.killedIn.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         print("fault injection: \(stats.trials) trials (seed \(seed)), \(stats.kills) kills, \(stats.landed) landed mid-run "
-              + "[\(places)], \(stats.resumed) resumed training from a checkpoint, \(stats.failures) failures, "
+              + "[\(places)], \(stats.resumed) resumed training from a checkpoint, \(stats.companions) with a concurrent run "
+              + "(\(stats.takeovers) took over the killed run's lock), \(stats.failures) failures, "
               + String(format: "%.1f s (uninterrupted run %.2f s)", seconds, wall))
         #expect(stats.landed > 0)
     }
