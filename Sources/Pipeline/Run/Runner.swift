@@ -182,6 +182,13 @@ public final class Runner: Sendable {
         state.lock.lock()
         var remaining = selected.map(\.id)
         while true {
+            // A stage that found a corrupt input gave it back: recompute that upstream, then the stage.
+            if !state.requeued.isEmpty {
+                let again = Set(state.requeued)
+                state.requeued.removeAll()
+                for id in again where state.outputs[id] != nil && !remaining.contains(id) { state.outputs[id] = nil }
+                remaining = selected.map(\.id).filter { remaining.contains($0) || again.contains($0) }
+            }
             // Skip instances whose inputs failed or were skipped; launch ready ones up to -j.
             var progressed = true
             while progressed {
@@ -223,6 +230,14 @@ public final class Runner: Sendable {
                                                 isCancelled: isCancelled, observe: observe)
                         state.lock.lock()
                         state.running -= 1
+                        if let upstream = line.corruptInput, state.retried.insert(id).inserted {
+                            // Once per stage: the bad object is gone, so the upstream recomputes (or restores).
+                            state.requeued += [upstream, id]
+                            observe(.warning("\(line.line.reason); recomputing `\(upstream)`, then \(id)"))
+                            state.lock.signal()
+                            state.lock.unlock()
+                            return
+                        }
                         state.lines[id] = line.line
                         if let out = line.output { state.outputs[id] = out } else { state.failed.insert(id) }
                         if line.interrupted { state.interrupted = true }
@@ -265,7 +280,16 @@ public final class Runner: Sendable {
     /// engine (`Engine.exclusive`) and each use them all.
     struct ThreadBudget { var perStage: Int; var total: Int }
 
-    struct Executed { var line: PlanLine; var output: String?; var interrupted = false }
+    struct Executed {
+        var line: PlanLine
+        var output: String?
+        var interrupted = false
+        /// Instance id of an upstream whose object turned out corrupt or missing (dropped from the cache).
+        var corruptInput: String?
+    }
+
+    /// Thrown by `verifyInputs`: the stage did not run; its upstream must be recomputed first.
+    struct CorruptInput: Error { var upstream: String; var message: String }
 
     /// One instance on a worker thread: key, restore or (locked) compute, store, record.
     func execute(_ inst: StageInstance, inputDigests: [String: String], forced: Bool, previousKey: String?,
@@ -308,6 +332,10 @@ public final class Runner: Sendable {
                                isCancelled: isCancelled, observe: observe)
         } catch is StageCancelled {
             return Executed(line: PlanLine(id: id, action: .failed, reason: "interrupted", key: key.key), output: nil, interrupted: true)
+        } catch let bad as CorruptInput {
+            try? store.noteStage(runID: runID, cellID: id, key: key.key, action: "failed", message: bad.message)
+            return Executed(line: PlanLine(id: id, action: .failed, reason: bad.message, key: key.key), output: nil,
+                            corruptInput: bad.upstream)
         } catch {
             let message = (error as? StageError)?.message ?? "\(error)"
             try? store.noteStage(runID: runID, cellID: id, key: key.key, action: "failed", message: message)
@@ -334,7 +362,8 @@ public final class Runner: Sendable {
     }
 
     /// Re-hashes the input objects a stage is about to read, so a corrupt cache entry is never
-    /// trusted. A bad one is removed with its results (its stage reruns next time) and this stage fails.
+    /// trusted. A bad one is removed with its results; the run recomputes that upstream and then
+    /// this stage (once; a second bad input fails the stage).
     func verifyInputs(_ inst: StageInstance, inputDigests: [String: String]) throws {
         for (name, digest) in inputDigests.sorted(by: { $0.key < $1.key }) {
             let url = store.objectURL(digest)
@@ -342,9 +371,10 @@ public final class Runner: Sendable {
             if present, try Digest.tree(url) == digest { continue }
             try? FileManager.default.removeItem(at: url)
             try store.forgetArtifact(digest)
-            throw StageError("input `\(name)` (\(inst.inputs[name] ?? name), object \(digest.prefix(12))) is "
-                             + (present ? "corrupt (its content does not match its digest)" : "missing from the store")
-                             + "; it was dropped from the cache and is recomputed by the next run")
+            throw CorruptInput(upstream: inst.inputs[name] ?? name,
+                               message: "input `\(name)` (\(inst.inputs[name] ?? name), object \(digest.prefix(12))) is "
+                                   + (present ? "corrupt (its content does not match its digest)" : "missing from the store")
+                                   + "; it was dropped from the cache")
         }
     }
 
@@ -428,6 +458,9 @@ final class RunState: @unchecked Sendable {
     var failed = Set<String>()
     var lines: [String: PlanLine] = [:]
     var interrupted = false
+    /// Instances handed back for another go (an upstream with a corrupt object, then its consumer).
+    var requeued: [String] = []
+    var retried = Set<String>()
 }
 
 /// Appends lines to a log file from any thread.
