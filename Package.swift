@@ -58,6 +58,9 @@ let package = Package(
 
         .testTarget(name: "EngineTests", dependencies: ["Engine"]),
         .testTarget(name: "StagesTests", dependencies: ["Stages", "Engine"]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Stages"]),
+        // Engine (PNG writer, checkpoint reader) and GRDB (independent SQL checks) for the reliability tests;
+        // Fixtures/ holds bad-input files the tests read by path.
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Stages", "Engine", .product(name: "GRDB", package: "GRDB.swift")],
+                    exclude: ["Fixtures"]),
     ]
 )

@@ -44,8 +44,13 @@ public struct ShellStage: StageKind {
 
     public func run(_ context: StageContext) throws -> StageOutcome {
         let fm = FileManager.default
-        let scratch = context.workDirectory.appendingPathComponent("cwd")
-        try? fm.removeItem(at: scratch)
+        // A fresh directory per attempt. The command of a killed earlier attempt may still be running
+        // (an orphan): removing its directory makes its writes fail, even through absolute paths,
+        // instead of landing among this attempt's outputs. The stage lock is held, so no live run uses them.
+        for old in (try? fm.contentsOfDirectory(atPath: context.workDirectory.path)) ?? [] where old.hasPrefix("cwd") {
+            try? fm.removeItem(at: context.workDirectory.appendingPathComponent(old))
+        }
+        let scratch = context.workDirectory.appendingPathComponent("cwd-" + UUID().uuidString.prefix(8).lowercased())
         try fm.createDirectory(at: scratch, withIntermediateDirectories: true)
 
         var cmd = context.params["cmd"]?.stringValue ?? ""

@@ -15,8 +15,15 @@ public struct TrainStage: StageKind {
     public var name: String { "train" }
     public var version: Int { 1 }
 
-    static func positive(_ v: ParamValue) -> String? { (v.doubleValue ?? 0) > 0 ? nil : "must be positive" }
-    static func nonNegative(_ v: ParamValue) -> String? { (v.doubleValue ?? -1) >= 0 ? nil : "must be zero or positive" }
+    // `.inf` passes a plain sign test and would train forever or poison the weights: require finite.
+    static func positive(_ v: ParamValue) -> String? {
+        let d = v.doubleValue ?? 0
+        return d > 0 && d.isFinite ? nil : "must be positive and finite"
+    }
+    static func nonNegative(_ v: ParamValue) -> String? {
+        let d = v.doubleValue ?? -1
+        return d >= 0 && d.isFinite ? nil : "must be zero or positive and finite"
+    }
 
     public var params: [ParamSpec] {
         [
@@ -37,7 +44,10 @@ public struct TrainStage: StageKind {
                       check: { (0..<1).contains($0.doubleValue ?? -1) ? nil : "must be in [0, 1)" }),
             ParamSpec("batch", .int, default: .int(32), help: "B, images per round before the patch multiplier", check: Self.positive),
             ParamSpec("kimg", .double, help: "training length in counted kimg (a patch counts as one image)", check: Self.positive),
-            ParamSpec("lr", .double, default: .double(1e-3), help: "Adam learning rate", check: Self.positive),
+            // The optimiser runs in float32: a rate beyond Float's range would become inf there.
+            ParamSpec("lr", .double, default: .double(1e-3), help: "Adam learning rate", check: {
+                Self.positive($0) ?? (($0.doubleValue ?? 0) <= Double(Float.greatestFiniteMagnitude) ? nil : "must be finite in float32 (at most 3.4e38)")
+            }),
             ParamSpec("lr_rampup_kimg", .double, default: .double(10_000), help: "linear LR warm-up length (EDM: 10000)", check: Self.nonNegative),
             ParamSpec("ema_kimg", .double, default: .double(500), help: "EMA half-life in counted kimg (EDM: ema 0.5 Mimg)", check: Self.positive),
             ParamSpec("ema_rampup", .double, default: .double(0.05), help: "EMA half-life at most this times the counted images (0: off)",

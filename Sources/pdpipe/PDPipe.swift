@@ -49,16 +49,31 @@ struct SpecOptions: ParsableArguments {
 
     /// Loads and validates; spec errors print `file:line:column: message` and exit 2 before any store write.
     func load() throws -> (Expansion, Store) {
-        let expansion: Expansion
+        let expansion = try loadExpansion()
+        return (expansion, try openStore(for: expansion))
+    }
+
+    func loadExpansion() throws -> Expansion {
         do {
-            expansion = try SpecLoader.expansion(URL(fileURLWithPath: file), overrides: set)
+            return try SpecLoader.expansion(URL(fileURLWithPath: file), overrides: set)
         } catch let e as SpecError {
             printError(e.description)
             throw Exit.badSpec
         }
+    }
+
+    /// Opens (creating if needed) the store; a store that cannot be opened is a runtime failure (exit 1).
+    func openStore(for expansion: Expansion) throws -> Store {
         let storeURL = store.map { URL(fileURLWithPath: $0) }
             ?? expansion.spec.projectDirectory.appendingPathComponent(".pdpipe")
-        return (expansion, try Store(root: storeURL))
+        return try openStoreReporting(storeURL)
+    }
+}
+
+func openStoreReporting(_ url: URL) throws -> Store {
+    do { return try Store(root: url) } catch {
+        printError("cannot open the store at \(url.standardizedFileURL.path): \(Store.describe(error))")
+        throw Exit.stageFailed
     }
 }
 
@@ -68,12 +83,12 @@ struct StoreOption: ParsableArguments {
     var store: String?
 
     func open() throws -> Store {
-        if let store { return try Store(root: URL(fileURLWithPath: store)) }
+        if let store { return try openStoreReporting(URL(fileURLWithPath: store)) }
         var dir = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).standardizedFileURL
         while true {
             let candidate = dir.appendingPathComponent(".pdpipe")
             if FileManager.default.fileExists(atPath: candidate.appendingPathComponent("pdpipe.sqlite").path) {
-                return try Store(root: candidate)
+                return try openStoreReporting(candidate)
             }
             let parent = dir.deletingLastPathComponent().standardizedFileURL
             if parent.path == dir.path { break }

@@ -15,16 +15,27 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         guard jobs >= 1 else { printError("-j must be at least 1"); throw Exit.badSpec }
-        let (expansion, store) = try spec.load()
+        // Everything that can be checked is checked before the store is opened (or created).
+        let expansion = try spec.loadExpansion()
+        for f in force where !expansion.instances.contains(where: { $0.stage == f || $0.id == f }) {
+            printError("-f \(f): no such stage or cell id"); throw Exit.badSpec
+        }
+        let selected = try catchingSpecErrors { try Runner.select(targets, from: expansion) }
+        if !dryRun {
+            let missing = Preflight.missingExternalFiles(expansion, instances: selected)
+            if !missing.isEmpty { printError(SpecError(missing).description); throw Exit.badSpec }
+        }
+        let store = try spec.openStore(for: expansion)
+        if !dryRun, let problem = store.writeProblem() {
+            printError("cannot open the store at \(store.root.path) for writing: \(problem)")
+            throw Exit.stageFailed
+        }
         let runner = Runner(expansion: expansion, store: store)
         var options = RunOptions()
         options.targets = targets
         options.jobs = jobs
         options.force = force
         options.keepGoing = keepGoing
-        for f in force where !expansion.instances.contains(where: { $0.stage == f || $0.id == f }) {
-            printError("-f \(f): no such stage or cell id"); throw Exit.badSpec
-        }
         if dryRun {
             let lines = try catchingSpecErrors { try runner.plan(options) }
             printPlan(lines)
@@ -32,9 +43,19 @@ struct RunCommand: ParsableCommand {
         }
         let interrupt = Interrupt.install()
         let console = Console(verbose: verbose)
-        let summary = try catchingSpecErrors {
-            try runner.run(options, command: CommandLine.arguments.joined(separator: " "),
-                           isCancelled: { interrupt.isSet }, observe: console.handle)
+        let summary: RunSummary
+        do {
+            summary = try catchingSpecErrors {
+                try runner.run(options, command: CommandLine.arguments.joined(separator: " "),
+                               isCancelled: { interrupt.isSet }, observe: console.handle)
+            }
+        } catch let e as ExitCode {
+            throw e
+        } catch {
+            // The store itself failed (disk full, I/O error): name it; nothing was recorded half-way.
+            console.finish()
+            printError("cannot write to the store at \(store.root.path): \(Store.describe(error))")
+            throw Exit.stageFailed
         }
         console.finish()
         let counts = [("ran", summary.count(.run)), ("restored", summary.count(.restore)),
@@ -134,6 +155,7 @@ final class Console: @unchecked Sendable {
             } else if fraction - (lastPlainProgress[id] ?? -1) >= 0.1 || fraction >= 1 && lastPlainProgress[id] != 1 {
                 lastPlainProgress[id] = fraction
                 print("  " + text)
+                fflush(nil)  // piped output (tee, CI logs) shows progress as it happens
             }
         case .waiting(let id, let holder):
             say("WAIT \(id): locked by \(holder)")

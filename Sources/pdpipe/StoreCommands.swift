@@ -12,8 +12,11 @@ struct CacheCommand: ParsableCommand {
 
         func run() throws {
             let store = try storeOption.open()
-            var bad = 0
+            let integrity = try store.integrityCheck()
+            print("database: \(integrity)")
+            let cells = try store.cellsByArtifact()
             let artifacts = try store.allArtifacts().sorted()
+            var bad = 0
             for digest in artifacts {
                 let url = store.objectURL(digest)
                 let problem: String?
@@ -22,12 +25,16 @@ struct CacheCommand: ParsableCommand {
                 else { problem = nil }
                 if let problem {
                     bad += 1
-                    print("BAD \(digest): \(problem)")
-                    if repair { try store.forgetArtifact(digest) }
+                    print("BAD \(digest) (\((cells[digest] ?? []).joined(separator: ", "))): \(problem)")
+                    if repair {
+                        // Drop the bytes too: a recomputation with the same digest must not find them.
+                        try? FileManager.default.removeItem(at: url)
+                        try store.forgetArtifact(digest)
+                    }
                 }
             }
-            print("\(artifacts.count - bad) ok, \(bad) bad")
-            if bad > 0 && !repair { throw Exit.stageFailed }
+            print("\(artifacts.count - bad) objects ok, \(bad) bad")
+            if integrity != "ok" || (bad > 0 && !repair) { throw Exit.stageFailed }
         }
     }
 }

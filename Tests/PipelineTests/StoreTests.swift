@@ -32,7 +32,7 @@ import Testing
 
         let verify = try CLITests.pdpipe(["cache", "verify"], in: f.dir)
         #expect(verify.status == 1)
-        #expect(verify.out.contains("BAD \(artifact): content does not match digest"))
+        #expect(verify.out.contains("BAD \(artifact) (prep): content does not match digest"))
 
         let warnings = Warnings()
         _ = try runner.run(RunOptions(), command: "test", isCancelled: { false }, observe: { e in

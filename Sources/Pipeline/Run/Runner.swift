@@ -56,7 +56,9 @@ public final class Runner: Sendable {
     }
 
     /// Instances selected by targets (stage names or cell ids) plus everything upstream, in order.
-    public func select(_ targets: [String]) throws -> [StageInstance] {
+    public func select(_ targets: [String]) throws -> [StageInstance] { try Self.select(targets, from: expansion) }
+
+    public static func select(_ targets: [String], from expansion: Expansion) throws -> [StageInstance] {
         if targets.isEmpty { return expansion.instances }
         let all = expansion.instances
         var wanted = Set<String>()
@@ -180,6 +182,13 @@ public final class Runner: Sendable {
         state.lock.lock()
         var remaining = selected.map(\.id)
         while true {
+            // A stage that found a corrupt input gave it back: recompute that upstream, then the stage.
+            if !state.requeued.isEmpty {
+                let again = Set(state.requeued)
+                state.requeued.removeAll()
+                for id in again where state.outputs[id] != nil && !remaining.contains(id) { state.outputs[id] = nil }
+                remaining = selected.map(\.id).filter { remaining.contains($0) || again.contains($0) }
+            }
             // Skip instances whose inputs failed or were skipped; launch ready ones up to -j.
             var progressed = true
             while progressed {
@@ -221,6 +230,14 @@ public final class Runner: Sendable {
                                                 isCancelled: isCancelled, observe: observe)
                         state.lock.lock()
                         state.running -= 1
+                        if let upstream = line.corruptInput, state.retried.insert(id).inserted {
+                            // Once per stage: the bad object is gone, so the upstream recomputes (or restores).
+                            state.requeued += [upstream, id]
+                            observe(.warning("\(line.line.reason); recomputing `\(upstream)`, then \(id)"))
+                            state.lock.signal()
+                            state.lock.unlock()
+                            return
+                        }
                         state.lines[id] = line.line
                         if let out = line.output { state.outputs[id] = out } else { state.failed.insert(id) }
                         if line.interrupted { state.interrupted = true }
@@ -263,7 +280,16 @@ public final class Runner: Sendable {
     /// engine (`Engine.exclusive`) and each use them all.
     struct ThreadBudget { var perStage: Int; var total: Int }
 
-    struct Executed { var line: PlanLine; var output: String?; var interrupted = false }
+    struct Executed {
+        var line: PlanLine
+        var output: String?
+        var interrupted = false
+        /// Instance id of an upstream whose object turned out corrupt or missing (dropped from the cache).
+        var corruptInput: String?
+    }
+
+    /// Thrown by `verifyInputs`: the stage did not run; its upstream must be recomputed first.
+    struct CorruptInput: Error { var upstream: String; var message: String }
 
     /// One instance on a worker thread: key, restore or (locked) compute, store, record.
     func execute(_ inst: StageInstance, inputDigests: [String: String], forced: Bool, previousKey: String?,
@@ -288,7 +314,9 @@ public final class Runner: Sendable {
             }
             // Compute under the per-key lock; another process may have finished it meanwhile.
             guard let lock = try StageLock(url: store.locks.appendingPathComponent(key.key + ".lock"),
-                                           onWait: { observe(.waiting(id: id, holder: $0)) }, isCancelled: isCancelled) else {
+                                           onWait: { observe(.waiting(id: id, holder: $0)) },
+                                           onTakeover: { observe(.warning("\(id): took over the lock left by \($0) (no longer running)")) },
+                                           isCancelled: isCancelled) else {
                 return Executed(line: PlanLine(id: id, action: .failed, reason: "interrupted", key: key.key), output: nil, interrupted: true)
             }
             defer { lock.release() }
@@ -296,6 +324,7 @@ public final class Runner: Sendable {
                 try store.markRestored(cellID: id, key: key.key, scope: scope, runID: runID)
                 return Executed(line: PlanLine(id: id, action: .restore, reason: "computed by another run", key: key.key), output: hit.artifact)
             }
+            try verifyInputs(inst, inputDigests: inputDigests)
             let old = try previousKey.flatMap { try store.result(forKey: $0) }
             let reason = forced ? "forced" : Self.reason(new: key, old: old)
             observe(.started(id: id, reason: reason))
@@ -303,6 +332,10 @@ public final class Runner: Sendable {
                                isCancelled: isCancelled, observe: observe)
         } catch is StageCancelled {
             return Executed(line: PlanLine(id: id, action: .failed, reason: "interrupted", key: key.key), output: nil, interrupted: true)
+        } catch let bad as CorruptInput {
+            try? store.noteStage(runID: runID, cellID: id, key: key.key, action: "failed", message: bad.message)
+            return Executed(line: PlanLine(id: id, action: .failed, reason: bad.message, key: key.key), output: nil,
+                            corruptInput: bad.upstream)
         } catch {
             let message = (error as? StageError)?.message ?? "\(error)"
             try? store.noteStage(runID: runID, cellID: id, key: key.key, action: "failed", message: message)
@@ -326,6 +359,23 @@ public final class Runner: Sendable {
             return nil
         }
         return r
+    }
+
+    /// Re-hashes the input objects a stage is about to read, so a corrupt cache entry is never
+    /// trusted. A bad one is removed with its results; the run recomputes that upstream and then
+    /// this stage (once; a second bad input fails the stage).
+    func verifyInputs(_ inst: StageInstance, inputDigests: [String: String]) throws {
+        for (name, digest) in inputDigests.sorted(by: { $0.key < $1.key }) {
+            let url = store.objectURL(digest)
+            let present = FileManager.default.fileExists(atPath: url.path)
+            if present, try Digest.tree(url) == digest { continue }
+            try? FileManager.default.removeItem(at: url)
+            try store.forgetArtifact(digest)
+            throw CorruptInput(upstream: inst.inputs[name] ?? name,
+                               message: "input `\(name)` (\(inst.inputs[name] ?? name), object \(digest.prefix(12))) is "
+                                   + (present ? "corrupt (its content does not match its digest)" : "missing from the store")
+                                   + "; it was dropped from the cache")
+        }
     }
 
     func compute(_ inst: StageInstance, key: StageKey, inputDigests: [String: String], reason: String, runID: String, logDir: URL, threads: ThreadBudget,
@@ -374,16 +424,26 @@ public final class Runner: Sendable {
             try JSONEncoder.sorted.encode(outcome.metrics).write(to: metricsFile)
         }
         // Content-address the output: hash, fsync, rename into objects/, then record in one transaction.
+        FaultPoint.hit("outputs-written")
         let digest = try Digest.tree(outDir)
+        FaultPoint.hit("hashed")
         try Durability.syncTree(outDir)
+        FaultPoint.hit("synced")
         let object = store.objectURL(digest)
+        // An object already stored under this digest is reused only if its bytes still match.
+        if fm.fileExists(atPath: object.path), try Digest.tree(object) != digest {
+            observe(.warning("object \(digest.prefix(12)) was corrupt; replacing it with the fresh output of \(id)"))
+            try fm.removeItem(at: object)
+        }
         if !fm.fileExists(atPath: object.path) {
             do { try fm.moveItem(at: outDir, to: object) } catch where fm.fileExists(atPath: object.path) {}
             Durability.syncDirectory(store.objects)
         }
+        FaultPoint.hit("moved")
         try store.record(StoredResult(key: key.key, stage: inst.stage, cellID: id, artifact: digest,
                                       metrics: outcome.metrics, components: key.components, seconds: seconds,
                                       runID: runID), scope: scope)
+        FaultPoint.hit("recorded")
         try? fm.removeItem(at: workDir)
         logWriter.write("# done in \(String(format: "%.3f", seconds)) s -> \(digest)")
         return Executed(line: PlanLine(id: id, action: .run, reason: reason, key: key.key, seconds: seconds), output: digest)
@@ -398,6 +458,9 @@ final class RunState: @unchecked Sendable {
     var failed = Set<String>()
     var lines: [String: PlanLine] = [:]
     var interrupted = false
+    /// Instances handed back for another go (an upstream with a corrupt object, then its consumer).
+    var requeued: [String] = []
+    var retried = Set<String>()
 }
 
 /// Appends lines to a log file from any thread.

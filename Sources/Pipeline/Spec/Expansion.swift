@@ -50,6 +50,13 @@ public struct Expansion: Sendable {
         let order = topologicalOrder(spec.stages)
         let axes = spec.matrix.sorted { $0.key < $1.key }
         let names = shortNames(axes.map(\.key))
+        // Cell ids are built from the values' short forms, so two values may not share one.
+        for axis in axes {
+            var seen = Set<String>()
+            for v in axis.values where !seen.insert(v.shortDescription).inserted {
+                diagnostics.append(SpecDiagnostic(axis.location, "matrix values for `\(axis.key)` list `\(v.shortDescription)` twice"))
+            }
+        }
 
         // Which params each stage reads (static: interpolation names do not depend on values).
         var directReads: [String: Set<String>] = [:]
@@ -112,7 +119,11 @@ public struct Expansion: Sendable {
                         continue
                     }
                     guard spec.type.accepts(value) else {
-                        diagnostics.append(SpecDiagnostic(loc, "field `\(spec.name)` of stage `\(st.name)` must be \(spec.type.description), got `\(value.shortDescription)`\(cellNote)"))
+                        // A bad value interpolated from a swept key: also name the matrix entry it came from.
+                        let origin = assignment.first { a in st.fields[spec.name].map { containsReference($0, a.key) } ?? false }
+                            .flatMap { a in axes.first { $0.key == a.key } }
+                            .map { "; `\($0.key)` is swept at \($0.location)" } ?? ""
+                        diagnostics.append(SpecDiagnostic(loc, "field `\(spec.name)` of stage `\(st.name)` must be \(spec.type.description), got `\(value.shortDescription)`\(cellNote)\(origin)"))
                         continue
                     }
                     let normal = spec.type.normalise(value)

@@ -59,9 +59,11 @@ public enum SpecLoader {
 
     static func parse(_ file: URL, overrides: [String]) throws -> LoadedSpec {
         let file = file.standardizedFileURL
-        guard FileManager.default.fileExists(atPath: file.path) else {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: file.path, isDirectory: &isDirectory) else {
             throw SpecError(nil, "\(file.path): no such file")
         }
+        if isDirectory.boolValue { throw SpecError(nil, "\(file.path): is a directory, not a pipeline or experiment file") }
         let display = displayPath(file)
         let top = try YAMLValue.load(file: file, displayName: display)
         var diagnostics: [SpecDiagnostic] = []
@@ -76,9 +78,11 @@ public enum SpecLoader {
                 throw SpecError(top["pipeline"]!.location, "`pipeline` must be a path (string)")
             }
             pipelineFile = URL(fileURLWithPath: rel, relativeTo: file.deletingLastPathComponent()).standardizedFileURL
-            guard FileManager.default.fileExists(atPath: pipelineFile.path) else {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: pipelineFile.path, isDirectory: &isDirectory) else {
                 throw SpecError(loc, "pipeline file `\(rel)` not found (looked at \(pipelineFile.path))")
             }
+            if isDirectory.boolValue { throw SpecError(loc, "pipeline `\(rel)` is a directory, not a file") }
             pipelineTop = try YAMLValue.load(file: pipelineFile, displayName: displayPath(pipelineFile))
         }
         if pipelineTop.entries == nil { throw SpecError(pipelineTop.location, "expected a map at the top level") }

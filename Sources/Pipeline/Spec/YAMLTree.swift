@@ -36,17 +36,40 @@ public indirect enum YAMLValue: Sendable {
 
     /// Parses a YAML file; syntax errors and duplicate keys become SpecErrors.
     public static func load(file: URL, displayName: String) throws -> YAMLValue {
-        let text: String
-        do { text = try String(contentsOf: file, encoding: .utf8) } catch {
-            throw SpecError(nil, "\(displayName): cannot read file: \(error.localizedDescription)")
+        guard let data = FileManager.default.contents(atPath: file.path) else {
+            throw SpecError(nil, "\(displayName): cannot read file")
         }
+        guard let text = String(data: data, encoding: .utf8) else { throw invalidUTF8(data, file: displayName) }
         return try parse(text, file: displayName)
+    }
+
+    /// Names the line and column of the first byte that is not UTF-8.
+    static func invalidUTF8(_ data: Data, file: String) -> SpecError {
+        var decoder = UTF8()
+        var bytes = data.makeIterator()
+        var line = 1, column = 1
+        loop: while true {
+            switch decoder.decode(&bytes) {
+            case .scalarValue(let u):
+                if u == "\n" { line += 1; column = 1 } else { column += 1 }
+            case .emptyInput: break loop
+            case .error: break loop
+            }
+        }
+        return SpecError(SourceLocation(file: file, line: line, column: column), "not valid UTF-8 text")
     }
 
     public static func parse(_ text: String, file: String) throws -> YAMLValue {
         let node: Node?
         do { node = try Yams.compose(yaml: text) } catch let error as YamlError {
-            throw SpecError(yamlErrorLocation(error, file: file), "YAML syntax error: \(yamlErrorProblem(error))")
+            let location = yamlErrorLocation(error, file: file, text: text)
+            var problem = yamlErrorProblem(error)
+            // libyaml's message for a tab in indentation does not say so.
+            if let location, case .scanner = error, text.split(separator: "\n", omittingEmptySubsequences: false)
+                .dropFirst(location.line - 1).first?.unicodeScalars.dropFirst(location.column - 1).first == "\t" {
+                problem += "; YAML indentation must use spaces, not tabs"
+            }
+            throw SpecError(location, "YAML syntax error: \(problem)")
         }
         guard let node else { return .map([], SourceLocation(file: file, line: 1, column: 1)) }
         var diagnostics: [SpecDiagnostic] = []
@@ -102,12 +125,31 @@ public indirect enum YAMLValue: Sendable {
         return .string(scalar.string)
     }
 
-    private static func yamlErrorLocation(_ error: YamlError, file: String) -> SourceLocation? {
+    private static func yamlErrorLocation(_ error: YamlError, file: String, text: String) -> SourceLocation? {
         switch error {
         case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _):
             return SourceLocation(file: file, line: mark.line, column: mark.column)
-        case .duplicatedKeysInMapping(_, let context):
-            return SourceLocation(file: file, line: context.mark.line, column: context.mark.column)
+        case .reader(_, let offset, _, _):
+            // The reader reports a byte offset (e.g. of a control character): turn it into line:column.
+            let prefix = text.utf8.prefix(max(0, offset ?? 0))
+            let line = prefix.filter { $0 == UInt8(ascii: "\n") }.count + 1
+            let lineStart = prefix.lastIndex(of: UInt8(ascii: "\n")).map { prefix.index(after: $0) } ?? prefix.startIndex
+            let column = String(decoding: prefix[lineStart...], as: UTF8.self).unicodeScalars.count + 1
+            return SourceLocation(file: file, line: line, column: column)
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            // Yams marks the first occurrence; the error is the next one, the same key at the same column below.
+            let first = context.mark
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            for key in duplicates {
+                for (i, line) in lines.enumerated() where i + 1 > first.line {
+                    let indent = line.prefix { $0 == " " }.count
+                    let rest = line.dropFirst(indent)
+                    if indent + 1 == first.column, rest.hasPrefix(key + ":") || rest.hasPrefix("\"\(key)\":") || rest.hasPrefix("'\(key)':") {
+                        return SourceLocation(file: file, line: i + 1, column: indent + 1)
+                    }
+                }
+            }
+            return SourceLocation(file: file, line: first.line, column: first.column)
         default: return SourceLocation(file: file, line: 1, column: 1)
         }
     }
@@ -116,10 +158,14 @@ public indirect enum YAMLValue: Sendable {
         switch error {
         case .scanner(let context, let problem, _, _), .parser(let context, let problem, _, _),
              .composer(let context, let problem, _, _):
-            if let context { return "\(problem) (\(context.text))" }
+            // The context names what was open and where it started (an unclosed `[` or quote).
+            if let context { return "\(problem) (\(context.text) started at \(context.mark.line):\(context.mark.column))" }
             return problem
-        case .duplicatedKeysInMapping(let duplicates, _):
-            return "duplicate keys " + duplicates.map { "`\($0)`" }.joined(separator: ", ")
+        case .reader(let problem, _, let value, _):
+            return value >= 0 ? "\(problem) (character 0x\(String(value, radix: 16)))" : problem
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            return "duplicate key " + duplicates.map { "`\($0)`" }.joined(separator: ", ")
+                + " (first at line \(context.mark.line))"
         default: return "\(error)"
         }
     }

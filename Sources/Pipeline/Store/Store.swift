@@ -28,19 +28,48 @@ public final class Store: Sendable {
 
     public init(root: URL) throws {
         self.root = root.standardizedFileURL
-        let fm = FileManager.default
-        for d in ["", "objects", "tmp", "work", "locks", "logs"] {
-            try fm.createDirectory(at: root.appendingPathComponent(d), withIntermediateDirectories: true)
-        }
+        for d in ["", "objects", "tmp", "work", "locks", "logs"] { try Self.makeDirectory(root.appendingPathComponent(d)) }
+        // Creating the database, switching it to WAL and migrating take SQLite's exclusive lock, and
+        // SQLite reports "database is locked" at once (no busy wait) when several processes do it
+        // together. Processes opening the store therefore take turns on a file lock for this step.
+        let opening = lockedFile(root.appendingPathComponent("locks/open.lock").path)
+        defer { if opening >= 0 { flock(opening, LOCK_UN); close(opening) } }
         var config = Configuration()
         config.busyMode = .timeout(30)
         // WAL + synchronous=NORMAL: a power cut may lose the last commits (stages show as missing and
         // rerun) but never leaves a half-written record; objects are fsynced before they are recorded.
         config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
         db = try DatabasePool(path: root.appendingPathComponent("pdpipe.sqlite").path, configuration: config)
+        FaultPoint.hit("store-opened")
         // Read-only commands should not write: migrate only when something is missing.
         let migrator = Self.migrator
         if try !db.read({ try migrator.hasCompletedMigrations($0) }) { try migrator.migrate(db) }
+    }
+
+    /// Why a run could not write here (nil when it can): checked before a run starts, so a
+    /// read-only store fails with its path instead of an SQLite error halfway.
+    public func writeProblem() -> String? {
+        let paths = [root, objects, tmp, work, locks, logs].map(\.path) + [root.appendingPathComponent("pdpipe.sqlite").path]
+        for path in paths where access(path, W_OK) != 0 {
+            return "`\(path)` is not writable (\(String(cString: strerror(errno))))"
+        }
+        return nil
+    }
+
+    /// `mkdir -p` with the system's reason on failure (read-only file system, permission denied...).
+    static func makeDirectory(_ url: URL) throws {
+        var path = ""
+        for part in url.standardizedFileURL.path.split(separator: "/") {
+            path += "/" + part
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isDir) {
+                if !isDir.boolValue { throw StoreError("`\(path)` is a file, not a directory") }
+                continue
+            }
+            if mkdir(path, 0o755) != 0 && errno != EEXIST {
+                throw StoreError("cannot create `\(path)`: \(String(cString: strerror(errno)))")
+            }
+        }
     }
 
     static var migrator: DatabaseMigrator {
@@ -200,6 +229,22 @@ public final class Store: Sendable {
         }
     }
 
+    /// SQLite's own consistency check ("ok" when the database is sound).
+    public func integrityCheck() throws -> String {
+        try db.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ") }
+    }
+
+    /// Cell ids (of any scope) whose results point at each artifact, for naming bad objects.
+    public func cellsByArtifact() throws -> [String: [String]] {
+        try db.read { db in
+            var out: [String: [String]] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT DISTINCT artifact, cell_id FROM results ORDER BY cell_id") {
+                out[row["artifact"], default: []].append(row["cell_id"])
+            }
+            return out
+        }
+    }
+
     public func allArtifacts() throws -> Set<String> {
         try db.read { db in Set(try String.fetchAll(db, sql: "SELECT DISTINCT artifact FROM results")) }
     }
@@ -246,6 +291,26 @@ public final class Store: Sendable {
     }
 
     public func objectURL(_ digest: String) -> URL { objects.appendingPathComponent(digest) }
+}
+
+/// Opens (creating) a lock file and blocks until it is held exclusively; -1 if it cannot be opened.
+private func lockedFile(_ path: String) -> Int32 {
+    let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+    if fd >= 0 { while flock(fd, LOCK_EX) != 0 && errno == EINTR {} }
+    return fd
+}
+
+extension Store {
+    /// A short human description of an error met while opening or writing the store.
+    public static func describe(_ error: Error) -> String {
+        if let e = error as? StoreError { return e.description }
+        if let e = error as? DatabaseError { return e.message ?? "\(e)" }
+        let ns = error as NSError
+        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(Int32(underlying.code)))
+        }
+        return ns.localizedDescription
+    }
 }
 
 public struct StoreError: Error, CustomStringConvertible, Sendable {
