@@ -14,22 +14,27 @@ struct DiffusionBench: ParsableCommand {
     @Option(help: "Training batch B.") var batch = 32
     @Option(help: "Sampling batch.") var sampleBatch = 64
     @Option(help: "U-Net base width.") var modelChannels = 64
+    @Option(help: "Residual blocks per level (the PyTorch reference has 2; other values need --no-torch).") var numBlocks = 2
     @Option(help: "Markdown output file.") var output = "results/diffusion-bench.md"
     @Flag(help: "Skip the PyTorch reference.") var noTorch = false
     @Option(help: "Python interpreter for the PyTorch reference.") var python = "python3"
+
+    func validate() throws {
+        if numBlocks != 2 && !noTorch { throw ValidationError("--num-blocks other than 2 needs --no-torch (the PyTorch reference has 2)") }
+    }
 
     func run() throws {
         let kernel = Engine.startUp(threads: threads)
         let r = 32, c = 3
         let config = UNetConfig(imageChannels: c, coordinates: true, modelChannels: modelChannels, channelMult: [1, 2, 2],
-                                numBlocks: 2, attentionLevels: [1], dropout: 0)
+                                numBlocks: numBlocks, attentionLevels: [1], dropout: 0)
         var md: [String] = []
         func emit(_ s: String) { print(s); md.append(s) }
         emit("# Patch Diffusion benchmark\n")
-        emit("Command: `swift run -c release pdpipe-bench diffusion --threads \(threads) --runs \(runs) --batch \(batch) --sample-batch \(sampleBatch) --model-channels \(modelChannels)`  ")
+        emit("Command: `swift run -c release pdpipe-bench diffusion --threads \(threads) --runs \(runs) --batch \(batch) --sample-batch \(sampleBatch) --model-channels \(modelChannels) --num-blocks \(numBlocks)\(noTorch ? " --no-torch" : "")`  ")
         emit("Date: \(ISO8601DateFormatter().string(from: Date()))  ")
         emit("BLAS kernel: \(kernel)  ")
-        emit("Config: model_channels \(modelChannels), mult [1,2,2], 2 blocks/level, attention at level 1 (16x16 for full images), C = 3 (+2 coordinate channels), R = \(r), fp32, \(threads) threads.  ")
+        emit("Config: model_channels \(modelChannels), mult [1,2,2], \(numBlocks) blocks/level, attention at level 1 (16x16 for full images), C = 3 (+2 coordinate channels), R = \(r), fp32, \(threads) threads.  ")
         emit("Timings are medians of \(runs) runs after one warm-up; the machine is shared with other jobs (load average at start: \(shell("cut -d' ' -f1-3 /proc/loadavg").trimmingCharacters(in: .whitespacesAndNewlines))), so the spread (max - min) / median is shown.\n")
 
         // Random uint8 training images (throughput does not depend on content).
