@@ -98,8 +98,6 @@ extension Engine {
         }
     }
 
-    /// Number of workers `splitWork(count, _)` will use.
-    public static func workers(for count: Int) -> Int { max(1, min(threads, count)) }
 }
 
 /// Wraps a value the compiler cannot prove Sendable where the engine guarantees exclusive use.
