@@ -37,27 +37,10 @@ struct DiffusionBench: ParsableCommand {
         emit("Config: model_channels \(modelChannels), mult [1,2,2], \(numBlocks) blocks/level, attention at level 1 (16x16 for full images), C = 3 (+2 coordinate channels), R = \(r), fp32, \(threads) threads.  ")
         emit("Timings are medians of \(runs) runs after one warm-up; the machine is shared with other jobs (load average at start: \(shell("cut -d' ' -f1-3 /proc/loadavg").trimmingCharacters(in: .whitespacesAndNewlines))), so the spread (max - min) / median is shown.\n")
 
-        // Random uint8 training images (throughput does not depend on content).
-        var rng = RandomGenerator(seed: 1)
-        let images = InMemoryImages(count: 512, resolution: r, channels: c,
-                                    bytes: (0..<(512 * r * r * c)).map { _ in UInt8(truncatingIfNeeded: rng.next()) })
-        let net = SongUNet(config: config, seed: 0)
-        let adam = Adam(parameters: net.parameters)
-        var ema = EMA(from: net.parameters)
-        let loss = EDMLoss()
-        let patches = PatchSchedule(resolution: r, realP: 0.5)
+        let training = BenchTraining(config: config, resolution: r, imageCount: 512, batch: batch, realP: 0.5)
+        let (net, patches) = (training.net, training.patches)
+        var rng = training.rng
 
-        /// One optimiser step on a round of patch size s: load m(s) B crops, loss + backward, Adam, EMA.
-        func trainStep(size s: Int) {
-            let n = patches.multiplier(forSize: s) * batch
-            let idx = (0..<n).map { _ in rng.integer(upTo: images.count - 1) }
-            let offs = (0..<n).map { _ in patches.drawOffset(size: s, using: &rng) }
-            let round = PatchBatch(source: images, indices: idx, size: s, offsets: offs)
-            net.zeroGrad()
-            _ = loss.forwardBackward(net, batch: round, using: &rng)
-            adam.step(lr: 1e-4)
-            ema.update(from: net.parameters, beta: 0.999)
-        }
         func measure(_ body: () -> Void) -> (median: Double, spread: Double) {
             var ts: [Double] = []
             body()
@@ -71,7 +54,7 @@ struct DiffusionBench: ParsableCommand {
         }
 
         var stepTime: [Int: (median: Double, spread: Double)] = [:]
-        for s in patches.sizes.reversed() { stepTime[s] = measure { trainStep(size: s) } }
+        for s in patches.sizes.reversed() { stepTime[s] = measure { training.step(size: s) } }
         net.isTraining = false
         let xs = Tensor(randomNormal: [sampleBatch, c, r, r], using: &rng)
         let grid = PatchCoordinates.fullGrid(count: sampleBatch, size: r, normalizingResolution: r)

@@ -21,22 +21,10 @@ struct MemoryBench: ParsableCommand {
         let r = 32, c = 3
         let config = UNetConfig(imageChannels: c, coordinates: true, modelChannels: modelChannels, channelMult: [1, 2, 2],
                                 numBlocks: 2, attentionLevels: [1], dropout: 0)
-        var rng = RandomGenerator(seed: 1)
-        let images = InMemoryImages(count: 64, resolution: r, channels: c,
-                                    bytes: (0..<(64 * r * r * c)).map { _ in UInt8(truncatingIfNeeded: rng.next()) })
-        let net = SongUNet(config: config, seed: 0)
-        let adam = Adam(parameters: net.parameters)
-        var ema = EMA(from: net.parameters)
-        let loss = EDMLoss()
-        let patches = PatchSchedule(resolution: r, realP: 1)
-        for _ in 0..<steps {
-            let idx = (0..<batch).map { _ in rng.integer(upTo: images.count - 1) }
-            let offs = (0..<batch).map { _ in patches.drawOffset(size: r, using: &rng) }
-            net.zeroGrad()
-            _ = loss.forwardBackward(net, batch: PatchBatch(source: images, indices: idx, size: r, offsets: offs), using: &rng)
-            adam.step(lr: 1e-4)
-            ema.update(from: net.parameters, beta: 0.999)
-        }
+        let training = BenchTraining(config: config, resolution: r, imageCount: 64, batch: batch, realP: 1)
+        for _ in 0..<steps { training.step(size: r) }
+        let net = training.net
+        var rng = training.rng
         let peak = Self.peakMB()
         // Layers release their caches in backward, so count them after one more training-mode forward.
         let x = Tensor(randomNormal: [batch, c, r, r], using: &rng)

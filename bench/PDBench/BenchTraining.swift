@@ -1,0 +1,37 @@
+import Engine
+
+/// The training loop the benchmarks time and measure: a SongUNet on random uint8 images
+/// (throughput does not depend on content), EDM loss, Adam and EMA.
+final class BenchTraining {
+    let net: SongUNet
+    let images: InMemoryImages
+    let patches: PatchSchedule
+    let batch: Int
+    var rng = RandomGenerator(seed: 2)
+    private let adam: Adam
+    private var ema: EMA
+    private let loss = EDMLoss()
+
+    init(config: UNetConfig, resolution r: Int, imageCount: Int, batch: Int, realP: Double) {
+        let c = config.imageChannels
+        var pixels = RandomGenerator(seed: 1)
+        images = InMemoryImages(count: imageCount, resolution: r, channels: c,
+                                bytes: (0..<(imageCount * r * r * c)).map { _ in UInt8(truncatingIfNeeded: pixels.next()) })
+        net = SongUNet(config: config, seed: 0)
+        adam = Adam(parameters: net.parameters)
+        ema = EMA(from: net.parameters)
+        patches = PatchSchedule(resolution: r, realP: realP)
+        self.batch = batch
+    }
+
+    /// One optimiser step on a round of patch size s: load m(s) B crops, loss + backward, Adam, EMA.
+    func step(size s: Int) {
+        let n = patches.multiplier(forSize: s) * batch
+        let idx = (0..<n).map { _ in rng.integer(upTo: images.count - 1) }
+        let offs = (0..<n).map { _ in patches.drawOffset(size: s, using: &rng) }
+        net.zeroGrad()
+        _ = loss.forwardBackward(net, batch: PatchBatch(source: images, indices: idx, size: s, offsets: offs), using: &rng)
+        adam.step(lr: 1e-4)
+        ema.update(from: net.parameters, beta: 0.999)
+    }
+}
