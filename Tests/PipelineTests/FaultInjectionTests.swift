@@ -139,6 +139,9 @@ import Testing
             #expect(finish.out.contains("\(4 - recorded.count) ran"), "\(point):\(n): \(finish.out)")
             #expect(try Self.currentContents(f) == reference)
             #expect(try Self.checkStore(f, reference: reference).isEmpty)
+            // A crash after "recorded" leaves the stage's scratch behind; the next run sweeps it.
+            let leftover = (try? FileManager.default.contentsOfDirectory(atPath: f.storeURL.appendingPathComponent("work").path)) ?? []
+            #expect(leftover.isEmpty, "\(point):\(n): scratch left in work/: \(leftover)")
         }
     }
 

@@ -265,7 +265,23 @@ public final class Runner: Sendable {
         try store.noteStages(runID: runID, lines.filter { $0.action == .upToDate }.map { ($0.id, $0.key, "up-to-date", "") })
         let failed = lines.contains { $0.action == .failed }
         try store.finishRun(runID, status: interrupted ? "interrupted" : failed ? "failed" : "ok")
+        try sweepFinishedWork()
         return RunSummary(runID: runID, lines: lines, interrupted: interrupted)
+    }
+
+    /// A stage's scratch (checkpoints) is removed right after its result is recorded; a run killed
+    /// between the two leaves it behind for a key that never computes again. Sweep such leftovers:
+    /// a recorded key computes again only when forced, and then under its lock, so a key whose lock
+    /// is free right now has no run using its scratch.
+    func sweepFinishedWork() throws {
+        let keys = (try? FileManager.default.contentsOfDirectory(atPath: store.work.path)) ?? []
+        guard !keys.isEmpty else { return }
+        for key in try store.results(forKeys: keys).keys {
+            guard let lock = try StageLock(url: store.locks.appendingPathComponent(key + ".lock"),
+                                           onWait: { _ in }, isCancelled: { true }) else { continue }
+            try? FileManager.default.removeItem(at: store.work.appendingPathComponent(key))
+            lock.release()
+        }
     }
 
     /// The artifact digest when the instance's key is the cell's current key and its object is present.
