@@ -120,7 +120,7 @@ public struct DatasetStage: StageKind {
             let seconds = Date().timeIntervalSince(started)
             context.emit(.log(String(format: "dataset: wrote %d images of %dx%dx%d in %.2f s", manifest.count,
                                      manifest.resolution, manifest.resolution, manifest.channels, seconds)))
-            return StageOutcome(metrics: ["images": Double(manifest.count), "seconds": seconds])
+            return StageOutcome(metrics: ["images": Double(manifest.count)], measurements: ["seconds": seconds])
         } catch let error as DataError {
             throw StageError(error.message)
         } catch is DataCancelled {

@@ -82,9 +82,8 @@ public struct FIDStage: StageKind {
                 for (level, value) in swd.perLevel.enumerated() { metrics["SWD_\(samples.resolution >> level)"] = value }
                 summary += String(format: ", SWD %.2f", swd.average)
             }
-            metrics["seconds"] = Date().timeIntervalSince(started)
             context.emit(.log("fid: \(stats.count) samples: \(summary)"))
-            return StageOutcome(metrics: metrics)
+            return StageOutcome(metrics: metrics, measurements: ["seconds": Date().timeIntervalSince(started)])
         } catch let error as MetricsError {
             throw StageError("fid: \(error.message)")
         }

@@ -76,7 +76,8 @@ public struct FeatureNetStage: StageKind {
             context.emit(.log(String(format: "featurenet: %@ test accuracy %.4f on %d images after %d steps (%.1f s)",
                                      netName, result.testAccuracy, result.testCount, training.steps, seconds)))
             return StageOutcome(metrics: ["test_accuracy": result.testAccuracy, "test_images": Double(result.testCount),
-                                          "final_loss": lastLoss, "seconds": seconds])
+                                          "final_loss": lastLoss],
+                                measurements: ["seconds": seconds])
         } catch let error as MetricsError {
             throw StageError("featurenet: \(error.message)")
         }

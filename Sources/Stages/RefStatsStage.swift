@@ -101,7 +101,8 @@ public struct RefStatsStage: StageKind {
             try spec.write(to: context.outputDirectory)
             let seconds = Date().timeIntervalSince(started)
             context.emit(.log(String(format: "refstats: %d images, %d-d %@ features, %.1f s", stats.count, stats.dimension, extractor.name, seconds)))
-            return StageOutcome(metrics: ["images": Double(stats.count), "dimension": Double(stats.dimension), "seconds": seconds])
+            return StageOutcome(metrics: ["images": Double(stats.count), "dimension": Double(stats.dimension)],
+                                measurements: ["seconds": seconds])
         } catch let error as MetricsError {
             throw StageError("refstats: \(error.message)")
         }

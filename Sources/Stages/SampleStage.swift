@@ -83,9 +83,8 @@ public struct SampleStage: StageKind {
             let seconds = Date().timeIntervalSince(started)
             try SampleArtifact.write(pixels: pixels, count: count, resolution: r, channels: c, weights: weights,
                                      to: context.outputDirectory)
-            return StageOutcome(metrics: ["images": Double(count), "seconds": seconds,
-                                          "images_per_second": Double(count) / max(seconds, 1e-9),
-                                          "evaluations_per_image": Double(sampler.evaluations)])
+            return StageOutcome(metrics: ["images": Double(count), "evaluations_per_image": Double(sampler.evaluations)],
+                                measurements: ["seconds": seconds, "images_per_second": Double(count) / max(seconds, 1e-9)])
         } catch let e as DiffusionError {
             throw StageError("\(context.stageName): \(e.message)")
         } catch let e as DataError {

@@ -74,6 +74,9 @@ public struct StageContext: Sendable {
     public var params: [String: ParamValue]
     /// Output artifact directories of consumed stages, by the consumed stage's name (read-only).
     public var inputs: [String: URL]
+    /// Recorded measurements of the consumed results, by the same names (for gathering kinds:
+    /// a table column may show `train.wall_seconds`). They enter the key of a kind that reads them.
+    public var inputMeasurements: [String: [String: Double]] = [:]
     /// Empty directory the stage writes its outputs into; the runner hashes and stores it.
     public var outputDirectory: URL
     /// Persistent per-key scratch directory (checkpoints); survives interruption, removed on success.
@@ -113,11 +116,19 @@ public struct StageContext: Sendable {
     }
 }
 
-/// What a finished stage reports besides the files in its output directory.
+/// What a finished stage reports besides the files in its output directory, in two parts.
+/// Content metrics (FD, final loss, test accuracy) are what the stage computed: recomputing the
+/// same key gives the same values, and the runner writes them into the artifact as `metrics.json`.
+/// Measurements (wall seconds, images per second) describe how this computation went: they are
+/// kept in the store beside the result and never enter the hashed artifact, so a recomputation
+/// that yields the same content has the same digest (early cutoff).
 public struct StageOutcome: Sendable {
-    /// Scalar metrics (loss, FD, wall seconds...). The runner also stores them as `metrics.json`.
     public var metrics: [String: Double]
-    public init(metrics: [String: Double] = [:]) { self.metrics = metrics }
+    public var measurements: [String: Double]
+    public init(metrics: [String: Double] = [:], measurements: [String: Double] = [:]) {
+        self.metrics = metrics
+        self.measurements = measurements
+    }
 }
 
 /// A built-in stage kind. Kinds are stateless values; `run` does the work.

@@ -5,8 +5,8 @@ import Foundation
 /// (PATCH_DIFFUSION.md sections 1-5). `real_p: 1` is exactly EDM's full-image baseline.
 ///
 /// Outputs: `ema.pdt` (EMA weights + network config; what `sample` reads), `config.json`
-/// (the resolved training configuration), `training_log.jsonl` (one line per tick: kimg, loss,
-/// seconds per kimg, images/s, lr, patch-size histogram). Checkpoints go to the work directory
+/// (the resolved training configuration), `training_log.jsonl` (one line per tick: kimg, step,
+/// loss, lr, patch-size histogram). Speeds are measurements: they go to the run log and the store. Checkpoints go to the work directory
 /// every `checkpoint_kimg` and on interruption; the next run resumes from the last one and ends
 /// at the same counted kimg.
 public struct TrainStage: StageKind {
@@ -84,7 +84,7 @@ public struct TrainStage: StageKind {
             batch: p["batch"]?.intValue ?? 32, totalKimg: kimg, learningRate: p["lr"]?.doubleValue ?? 1e-3,
             lrRampupKimg: p["lr_rampup_kimg"]?.doubleValue ?? 10_000, emaHalfLifeKimg: p["ema_kimg"]?.doubleValue ?? 500,
             emaRampupRatio: ramp > 0 ? ramp : nil, seed: UInt64(max(0, p["seed"]?.intValue ?? 0)),
-            checkpointKimg: p["checkpoint_kimg"]?.doubleValue ?? 5, tickKimg: p["tick_kimg"]?.doubleValue ?? 1)
+            tickKimg: p["tick_kimg"]?.doubleValue ?? 1)
     }
 
     /// The input directory named by `field` (or the only input when the field is empty).
@@ -121,7 +121,7 @@ public struct TrainStage: StageKind {
                              config.trainingSchedule.totalSteps, config.batch)))
             var lastLoss = Double.nan
             let result = try trainer.run(
-                workDirectory: context.workDirectory,
+                workDirectory: context.workDirectory, checkpointKimg: context.params["checkpoint_kimg"]?.doubleValue ?? 0,
                 onTick: { t in
                     lastLoss = t.loss
                     emit(.log(String(format: "train: kimg %.2f  loss %.4f  %.1f s/kimg  %.1f img/s  sizes %@", t.kimg, t.loss,
@@ -144,16 +144,17 @@ public struct TrainStage: StageKind {
             line.outputFormatting = [.sortedKeys]
             line.keyEncodingStrategy = .convertToSnakeCase
             var log = Data()
-            for t in result.ticks { log += try line.encode(t) + Data("\n".utf8) }
+            for t in result.ticks { log += try line.encode(TrainingLogLine(t)) + Data("\n".utf8) }
             try log.write(to: out.appendingPathComponent("training_log.jsonl"))
             return StageOutcome(metrics: [
-                "wall_seconds": result.wallSeconds,
-                "images_per_second": result.countedKimg * 1000 / max(result.wallSeconds, 1e-9),
                 "counted_kimg": result.countedKimg,
                 "steps": Double(result.steps),
                 "flops_per_counted_image": result.trainingFlopsPerCountedImage,
                 "final_loss": result.finalLoss,
                 "parameters": Double(trainer.net.parameterCount),
+            ], measurements: [
+                "wall_seconds": result.wallSeconds,
+                "images_per_second": result.countedKimg * 1000 / max(result.wallSeconds, 1e-9),
             ])
         } catch let e as DiffusionError {
             throw StageError("\(context.stageName): \(e.message)")
@@ -162,5 +163,19 @@ public struct TrainStage: StageKind {
         } catch is TrainingCancelled {
             throw StageCancelled()
         }
+    }
+}
+
+/// One line of `training_log.jsonl`: what a tick computed. Its speeds are measurements, which
+/// differ from run to run and so stay out of the artifact.
+struct TrainingLogLine: Encodable {
+    var kimg: Double
+    var step: Int
+    var loss: Double
+    var learningRate: Double
+    var patchSizeHistogram: [String: Int]
+
+    init(_ t: TrainingTick) {
+        (kimg, step, loss, learningRate, patchSizeHistogram) = (t.kimg, t.step, t.loss, t.learningRate, t.patchSizeHistogram)
     }
 }

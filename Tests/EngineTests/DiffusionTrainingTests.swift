@@ -15,12 +15,12 @@ import Testing
         return InMemoryImages(count: 4, resolution: r, channels: 1, bytes: bytes)
     }
 
-    static func tinyConfig(kimg: Double, realP: Double = 0.5, checkpointKimg: Double = 0, dropout: Double = 0,
+    static func tinyConfig(kimg: Double, realP: Double = 0.5, dropout: Double = 0,
                            resolution: Int = 16) -> TrainingConfig {
         TrainingConfig(network: UNetConfig(imageChannels: 1, coordinates: true, modelChannels: 16, channelMult: [1, 2],
                                            numBlocks: 1, attentionLevels: [1], dropout: dropout),
                        resolution: resolution, realP: realP, batch: 4, totalKimg: kimg, learningRate: 2e-3, lrRampupKimg: 0.05,
-                       emaHalfLifeKimg: 0.05, seed: 3, checkpointKimg: checkpointKimg, tickKimg: 0.05)
+                       emaHalfLifeKimg: 0.05, seed: 3, tickKimg: 0.05)
     }
 
     static func tempDir() -> URL {
@@ -30,7 +30,7 @@ import Testing
     }
 
     @Test func resumeAfterInterruptEndsIdentically() throws {
-        let config = Self.tinyConfig(kimg: 0.12, checkpointKimg: 0.03, dropout: 0.1)
+        let config = Self.tinyConfig(kimg: 0.12, dropout: 0.1)
         let straight = try PatchDiffusionTrainer(config: config, images: Self.handful())
         let a = try straight.run(workDirectory: nil)
 
@@ -39,7 +39,7 @@ import Testing
         let first = try PatchDiffusionTrainer(config: config, images: Self.handful())
         var calls = 0
         #expect(throws: TrainingCancelled.self) {
-            _ = try first.run(workDirectory: dir, isCancelled: { calls += 1; return calls > 9 })
+            _ = try first.run(workDirectory: dir, checkpointKimg: 0.03, isCancelled: { calls += 1; return calls > 9 })
         }
         #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent(PatchDiffusionTrainer.checkpointFileName).path))
         let second = try PatchDiffusionTrainer(config: config, images: Self.handful())

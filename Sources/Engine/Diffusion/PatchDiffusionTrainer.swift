@@ -105,20 +105,23 @@ public final class PatchDiffusionTrainer {
         return loss
     }
 
-    /// Trains to the configured counted kimg, resuming from `workDirectory`'s checkpoint if there is one.
-    public func run(workDirectory: URL?, onTick: (TrainingTick) -> Void = { _ in },
+    /// Trains to the configured counted kimg, resuming from `workDirectory`'s checkpoint if there is one,
+    /// and checkpointing there every `checkpointKimg` counted kimg (0: only when cancelled).
+    public func run(workDirectory: URL?, checkpointKimg: Double = 0, onTick: (TrainingTick) -> Void = { _ in },
                     onStep: (_ kimg: Double, _ loss: Double) -> Void = { _, _ in },
                     isCancelled: () -> Bool = { false }) throws -> TrainingResult {
-        try Engine.exclusive { try train(workDirectory: workDirectory, onTick: onTick, onStep: onStep, isCancelled: isCancelled) }
+        try Engine.exclusive {
+            try train(workDirectory: workDirectory, checkpointKimg: checkpointKimg, onTick: onTick, onStep: onStep, isCancelled: isCancelled)
+        }
     }
 
-    private func train(workDirectory: URL?, onTick: (TrainingTick) -> Void, onStep: (_ kimg: Double, _ loss: Double) -> Void,
-                       isCancelled: () -> Bool) throws -> TrainingResult {
+    private func train(workDirectory: URL?, checkpointKimg: Double, onTick: (TrainingTick) -> Void,
+                       onStep: (_ kimg: Double, _ loss: Double) -> Void, isCancelled: () -> Bool) throws -> TrainingResult {
         var resumedFrom: Int?
         if let dir = workDirectory, let restored = try restoreCheckpoint(from: dir) { resumedFrom = restored }
         let sched = config.trainingSchedule
         let total = sched.totalSteps
-        var nextCheckpoint = nextMultiple(of: config.checkpointKimg * 1000, after: countedImages)
+        var nextCheckpoint = nextMultiple(of: checkpointKimg * 1000, after: countedImages)
         var nextTick = nextMultiple(of: config.tickKimg * 1000, after: countedImages)
         while step < total {
             if isCancelled() {
@@ -137,9 +140,9 @@ public final class PatchDiffusionTrainer {
                 onTick(record)
                 nextTick = nextMultiple(of: config.tickKimg * 1000, after: countedImages)
             }
-            if let dir = workDirectory, config.checkpointKimg > 0, countedImages >= nextCheckpoint, step < total {
+            if let dir = workDirectory, checkpointKimg > 0, countedImages >= nextCheckpoint, step < total {
                 try writeCheckpoint(to: dir)
-                nextCheckpoint = nextMultiple(of: config.checkpointKimg * 1000, after: countedImages)
+                nextCheckpoint = nextMultiple(of: checkpointKimg * 1000, after: countedImages)
             }
         }
         return TrainingResult(steps: step, countedKimg: countedImages / 1000, wallSeconds: wallSeconds,
