@@ -15,7 +15,8 @@ public struct DatasetStage: StageKind {
     public init() {}
 
     public var name: String { "dataset" }
-    public var version: Int { 1 }
+    // 2: measurements (seconds, speeds) left the artifact for the store.
+    public var version: Int { 2 }
 
     public var params: [ParamSpec] {
         [

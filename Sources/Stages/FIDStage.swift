@@ -11,7 +11,8 @@ import Foundation
 public struct FIDStage: StageKind {
     public init() {}
     public var name: String { "fid" }
-    public var version: Int { 1 }
+    // 2: measurements (seconds, speeds) left the artifact for the store.
+    public var version: Int { 2 }
 
     public var params: [ParamSpec] {
         @Sendable func positive(_ v: ParamValue) -> String? { (v.intValue ?? 0) >= 1 ? nil : "must be a positive integer" }

@@ -10,7 +10,8 @@ import Foundation
 public struct RefStatsStage: StageKind {
     public init() {}
     public var name: String { "refstats" }
-    public var version: Int { 1 }
+    // 2: measurements (seconds, speeds) left the artifact for the store.
+    public var version: Int { 2 }
 
     public var params: [ParamSpec] {
         @Sendable func count(_ v: ParamValue) -> String? { (v.intValue ?? -1) >= 0 ? nil : "must be 0 or a positive count" }

@@ -13,7 +13,8 @@ public struct SampleStage: StageKind {
     public init() {}
 
     public var name: String { "sample" }
-    public var version: Int { 1 }
+    // 2: measurements (seconds, speeds) left the artifact for the store.
+    public var version: Int { 2 }
 
     public var params: [ParamSpec] {
         [

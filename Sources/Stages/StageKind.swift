@@ -77,6 +77,9 @@ public struct StageContext: Sendable {
     /// Recorded measurements of the consumed results, by the same names (for gathering kinds:
     /// a table column may show `train.wall_seconds`). They enter the key of a kind that reads them.
     public var inputMeasurements: [String: [String: Double]] = [:]
+    /// A recorded shorter computation of the same configuration to continue instead of starting
+    /// over (see `StageKind.budgetField`); nil computes from scratch.
+    public var extending: ExtensionBase?
     /// Empty directory the stage writes its outputs into; the runner hashes and stores it.
     public var outputDirectory: URL
     /// Persistent per-key scratch directory (checkpoints); survives interruption, removed on success.
@@ -116,6 +119,16 @@ public struct StageContext: Sendable {
     }
 }
 
+/// The artifact and measurements of the recorded shorter run an extension continues from.
+public struct ExtensionBase: Sendable {
+    public var artifact: URL
+    public var measurements: [String: Double]
+    public init(artifact: URL, measurements: [String: Double]) {
+        self.artifact = artifact
+        self.measurements = measurements
+    }
+}
+
 /// What a finished stage reports besides the files in its output directory, in two parts.
 /// Content metrics (FD, final loss, test accuracy) are what the stage computed: recomputing the
 /// same key gives the same values, and the runner writes them into the artifact as `metrics.json`.
@@ -150,6 +163,14 @@ public protocol StageKind: Sendable {
     /// `fid@real_p=0.5`), so its key depends on all their output digests. The expansion passes
     /// the cells in the `cells` param (see `GatheredCell`).
     var gathersCells: Bool { get }
+
+    /// The numeric field a longer computation may continue a shorter one along (train: `kimg`).
+    /// A stale instance whose key differs from a recorded result's only in this field, with a
+    /// smaller recorded value, is EXTENDED from that result: the kind must then give the same bytes
+    /// as computing from scratch. nil: never extended.
+    var budgetField: String? { get }
+    /// Why these fields cannot continue a shorter computation (nil when they can).
+    func extensionProblem(_ params: [String: ParamValue]) -> String?
     /// Checks of a gathering kind's fields against the experiment's matrix axes (key -> values)
     /// and its consumed stages. `item` names the map key or list entry at fault, for its location.
     func validateGathering(_ params: [String: ParamValue], axes: [(key: String, values: [ParamValue])],
@@ -174,6 +195,8 @@ public struct GatherProblem: Sendable, Equatable {
 
 extension StageKind {
     public var gathersCells: Bool { false }
+    public var budgetField: String? { nil }
+    public func extensionProblem(_ params: [String: ParamValue]) -> String? { nil }
     public func validateGathering(_ params: [String: ParamValue], axes: [(key: String, values: [ParamValue])],
                                   consumed: [String]) -> [GatherProblem] { [] }
     public func gatheringAxes(_ params: [String: ParamValue]) -> [String] { [] }

@@ -144,7 +144,8 @@ public struct TableStage: StageKind {
     // MARK: run
 
     public func run(_ context: StageContext) throws -> StageOutcome {
-        let table = try Self.compute(name: context.stageName, params: context.params, inputs: context.inputs)
+        let table = try Self.compute(name: context.stageName, params: context.params, inputs: context.inputs,
+                                     measurements: context.inputMeasurements)
         let out = context.outputDirectory
         try table.json.write(to: out.appendingPathComponent("table.json"))
         try Data(table.markdown.utf8).write(to: out.appendingPathComponent("table.md"))
@@ -175,7 +176,10 @@ public struct TableStage: StageKind {
 
     /// Builds the table from resolved params (with the expansion's `cells` and `axes`) and the
     /// consumed artifacts by upstream cell id.
-    public static func compute(name: String, params: [String: ParamValue], inputs: [String: URL]) throws -> ResultTable {
+    /// `measurements` (wall seconds...) are the store's, by upstream cell id; a reference finds a
+    /// content metric first, then a measurement.
+    public static func compute(name: String, params: [String: ParamValue], inputs: [String: URL],
+                               measurements: [String: [String: Double]] = [:]) throws -> ResultTable {
         let axes: [(key: String, values: [ParamValue])] = (params["axes"]?.listValue ?? []).compactMap { a in
             guard let m = a.mapValue, let k = m["key"]?.stringValue else { return nil }
             return (k, m["values"]?.listValue ?? [])
@@ -202,6 +206,7 @@ public struct TableStage: StageKind {
                     throw StageError("table `\(name)`: \(file.path): not a JSON object of numbers")
                 }
             }
+            m.merge(measurements[id] ?? [:]) { content, _ in content }
             metrics[id] = m
             return m
         }

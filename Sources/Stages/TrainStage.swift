@@ -13,7 +13,8 @@ public struct TrainStage: StageKind {
     public init() {}
 
     public var name: String { "train" }
-    public var version: Int { 1 }
+    // 2: measurements (seconds, speeds) left the artifact for the store.
+    public var version: Int { 2 }
 
     // `.inf` passes a plain sign test and would train forever or poison the weights: require finite.
     static func positive(_ v: ParamValue) -> String? {

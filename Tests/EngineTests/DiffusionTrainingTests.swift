@@ -53,6 +53,63 @@ import Testing
         #expect(hist.values.reduce(0, +) == a.steps)
     }
 
+    /// Snapshots: the EMA weights at each multiple of snapshot_kimg, the last one the final EMA
+    /// when the total is such a multiple; a resumed run emits the rest, identically.
+    @Test func snapshotsAtEachMultipleAndIdenticalAfterResume() throws {
+        let config = Self.tinyConfig(kimg: 0.12, dropout: 0.1)
+        var straight: [(Double, [Tensor])] = []
+        let a = try PatchDiffusionTrainer(config: config, images: Self.handful())
+        _ = try a.run(workDirectory: nil, snapshotKimg: 0.04, onSnapshot: { kimg, archive in
+            straight.append((kimg, archive.tensors.map(\.tensor)))
+        })
+        #expect(straight.map(\.0) == [0.04, 0.08, 0.12])
+        #expect(straight.last!.1 == a.ema.values)
+
+        let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var resumed: [Double: [Tensor]] = [:]
+        var calls = 0
+        let first = try PatchDiffusionTrainer(config: config, images: Self.handful())
+        #expect(throws: TrainingCancelled.self) {
+            _ = try first.run(workDirectory: dir, snapshotKimg: 0.04, onSnapshot: { resumed[$0] = $1.tensors.map(\.tensor) },
+                              isCancelled: { calls += 1; return calls > 9 })
+        }
+        let second = try PatchDiffusionTrainer(config: config, images: Self.handful())
+        _ = try second.run(workDirectory: dir, snapshotKimg: 0.04, onSnapshot: { resumed[$0] = $1.tensors.map(\.tensor) })
+        for (kimg, weights) in straight { #expect(resumed[kimg] == weights, "snapshot \(kimg)") }
+    }
+
+    /// Extending a finished run to a longer total ends exactly where training to that total at once
+    /// does: weights, EMA, log, and the state a further extension would start from.
+    @Test func extendingATrainingEqualsTrainingLongerFromScratch() throws {
+        let long = Self.tinyConfig(kimg: 0.13, dropout: 0.1)
+        let straight = try PatchDiffusionTrainer(config: long, images: Self.handful())
+        let whole = try straight.run(workDirectory: nil)
+
+        let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let short = try PatchDiffusionTrainer(config: Self.tinyConfig(kimg: 0.07, dropout: 0.1), images: Self.handful())
+        let part = try short.run(workDirectory: nil)
+        #expect(part.steps < whole.steps)
+        let state = dir.appendingPathComponent("state.pdt")
+        try short.resumableState().write(to: state)
+
+        let extended = try PatchDiffusionTrainer(config: long, images: Self.handful())
+        #expect(try extended.continueTraining(from: state) == part.steps)
+        let rest = try extended.run(workDirectory: nil)
+        #expect(extended.ema.values == straight.ema.values)
+        #expect(extended.net.parameters.map(\.value) == straight.net.parameters.map(\.value))
+        #expect(rest.ticks.map(\.loss) == whole.ticks.map(\.loss) && rest.ticks.map(\.kimg) == whole.ticks.map(\.kimg))
+        #expect(try extended.resumableState().tensors.map(\.tensor) == (try straight.resumableState().tensors.map(\.tensor)))
+        #expect(try extended.resumableState().metadata == (try straight.resumableState().metadata))
+
+        // A state of another configuration (other seed) is refused.
+        var other = long
+        other.seed = 4
+        let wrong = try PatchDiffusionTrainer(config: other, images: Self.handful())
+        #expect(throws: DiffusionError.self) { try wrong.continueTraining(from: state) }
+    }
+
     @Test func nonFiniteLossNamesTheStep() throws {
         var config = Self.tinyConfig(kimg: 0.2)
         config.learningRate = 1e36
