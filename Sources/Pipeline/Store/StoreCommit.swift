@@ -71,7 +71,15 @@ extension Store {
     public func checkObject(_ digest: String, verify: Bool) throws -> ObjectState {
         let url = objectURL(digest)
         guard FileManager.default.fileExists(atPath: url.path) else { return .missing }
-        guard verify, try Digest.tree(url) != digest else { return .present }
+        guard verify else { return .present }
+        let actual: String
+        do { actual = try Digest.tree(url) } catch {
+            // Another worker found it bad and is removing it right now.
+            let e = error as NSError
+            if e.domain == NSCocoaErrorDomain && (e.code == 260 || e.code == 4) { return .missing }
+            throw error
+        }
+        guard actual != digest else { return .present }
         try? FileManager.default.removeItem(at: url)
         try forgetArtifact(digest)
         return .corrupt
