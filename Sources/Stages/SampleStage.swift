@@ -19,6 +19,9 @@ public struct SampleStage: StageKind {
     public var params: [ParamSpec] {
         [
             ParamSpec("model", .string, default: .string(""), help: "name of the consumed train stage; empty: the only input"),
+            ParamSpec("at_kimg", .double, default: .double(0),
+                      help: "sample the training's EMA snapshot at this counted kimg (its snapshot_kimg multiples); 0: the final weights",
+                      check: TrainStage.nonNegative),
             ParamSpec("num_images", .int, default: .int(64), check: TrainStage.positive),
             ParamSpec("seed", .int, default: .int(0), check: { ($0.intValue ?? -1) >= 0 ? nil : "must be a non-negative integer" }),
             ParamSpec("batch", .int, default: .int(64), help: "images per network call (does not change the images)",
@@ -46,6 +49,24 @@ public struct SampleStage: StageKind {
 
     public static let weightsFileName = "ema.pdt"
 
+    /// The final EMA weights of a train artifact, or its snapshot at `atKimg` (> 0).
+    static func weights(in model: URL, atKimg: Double, stage: String) throws -> URL {
+        if atKimg > 0 {
+            let snapshots = TrainingSnapshots.list(in: model)
+            guard let hit = snapshots.first(where: { abs($0.kimg - atKimg) < 1e-9 }) else {
+                throw StageError("\(stage): the training has no snapshot at \(String(format: "%g", atKimg)) kimg ("
+                                 + (snapshots.isEmpty ? "it kept none: set snapshot_kimg on the train stage"
+                                    : "snapshots: " + snapshots.map { String(format: "%g", $0.kimg) }.joined(separator: ", ")) + ")")
+            }
+            return hit.url
+        }
+        let weights = model.appendingPathComponent(weightsFileName)
+        guard FileManager.default.fileExists(atPath: weights.path) else {
+            throw StageError("\(stage): \(weights.path) not found (is the model input a train stage?)")
+        }
+        return weights
+    }
+
     public func run(_ context: StageContext) throws -> StageOutcome {
         try Engine.exclusive(threads: context.engineThreads) { try compute(context) }
     }
@@ -53,10 +74,7 @@ public struct SampleStage: StageKind {
     func compute(_ context: StageContext) throws -> StageOutcome {
         let p = context.params
         let modelURL = try TrainStage.input(context, field: "model")
-        let weights = modelURL.appendingPathComponent(Self.weightsFileName)
-        guard FileManager.default.fileExists(atPath: weights.path) else {
-            throw StageError("\(context.stageName): \(weights.path) not found (is the model input a train stage?)")
-        }
+        let weights = try Self.weights(in: modelURL, atKimg: p["at_kimg"]?.doubleValue ?? 0, stage: context.stageName)
         let sampler = HeunSampler(steps: p["steps"]?.intValue ?? 18, sigmaMin: p["sigma_min"]?.doubleValue ?? 0.002,
                                   sigmaMax: p["sigma_max"]?.doubleValue ?? 80, rho: p["rho"]?.doubleValue ?? 7,
                                   sChurn: p["s_churn"]?.doubleValue ?? 0, sMin: p["s_min"]?.doubleValue ?? 0,

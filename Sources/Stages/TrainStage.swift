@@ -6,9 +6,11 @@ import Foundation
 ///
 /// Outputs: `ema.pdt` (EMA weights + network config; what `sample` reads), `config.json`
 /// (the resolved training configuration), `training_log.jsonl` (one line per tick: kimg, step,
-/// loss, lr, patch-size histogram). Speeds are measurements: they go to the run log and the store. Checkpoints go to the work directory
-/// every `checkpoint_kimg` and on interruption; the next run resumes from the last one and ends
-/// at the same counted kimg.
+/// loss, lr, patch-size histogram), `state.pdt` (weights, EMA, Adam moments and RNG states: what
+/// a longer run continues from) and, with `snapshot_kimg`, `snapshots/ema-<kimg>.pdt`. Speeds are
+/// measurements: they go to the run log and the store. Checkpoints go to the work directory every
+/// `checkpoint_kimg` and on interruption; the next run resumes from the last one and ends at the
+/// same counted kimg.
 public struct TrainStage: StageKind {
     public init() {}
 
@@ -57,6 +59,9 @@ public struct TrainStage: StageKind {
             ParamSpec("checkpoint_kimg", .double, default: .double(5), help: "checkpoint interval in counted kimg (0: only when interrupted)",
                       check: Self.nonNegative),
             ParamSpec("tick_kimg", .double, default: .double(1), help: "log interval in counted kimg", check: Self.positive),
+            ParamSpec("snapshot_kimg", .double, default: .double(0),
+                      help: "keep the EMA weights every this many counted kimg in snapshots/ (0: none); `sample` picks one with at_kimg",
+                      check: Self.nonNegative),
         ]
     }
 
@@ -107,6 +112,19 @@ public struct TrainStage: StageKind {
         try Engine.exclusive(threads: context.engineThreads) { try compute(context) }
     }
 
+    /// A longer `kimg` continues the recorded shorter run (`state.pdt`), ending bit-identical to
+    /// training to the longer total from scratch: nothing before the old total depends on the total...
+    public var budgetField: String? { "kimg" }
+
+    /// ...except in the progressive schedule, whose patch sizes follow the fraction of the total.
+    public func extensionProblem(_ params: [String: ParamValue]) -> String? {
+        params["schedule"]?.stringValue == PatchSchedule.Kind.progressive.rawValue && (params["real_p"]?.doubleValue ?? 0.5) < 1
+            ? "the progressive schedule's patch sizes depend on the total kimg" : nil
+    }
+
+    /// The finished run's state, from which a longer run continues (checkpoint format, content only).
+    public static let stateFileName = "state.pdt"
+
     func compute(_ context: StageContext) throws -> StageOutcome {
         let dataURL = try Self.input(context, field: "data")
         do {
@@ -120,9 +138,26 @@ public struct TrainStage: StageKind {
                              data.trainingCount, data.resolution, data.resolution, data.channels, trainer.net.parameterCount,
                              config.realP, config.schedule.rawValue, config.patchSchedule.averageMultiplier,
                              config.trainingSchedule.totalSteps, config.batch)))
+            // Snapshots collect in the work directory, so an interrupted run keeps those it made.
+            let snapshots = context.workDirectory.appendingPathComponent(TrainingSnapshots.directory)
+            try FileManager.default.createDirectory(at: snapshots, withIntermediateDirectories: true)
+            var (baseSeconds, baseImages) = (0.0, 0.0)
+            if let base = context.extending {
+                try Self.copySnapshots(from: base.artifact, to: snapshots)
+                let step = try trainer.continueTraining(from: base.artifact.appendingPathComponent(Self.stateFileName))
+                (baseSeconds, baseImages) = (base.measurements["wall_seconds"] ?? 0, trainer.countedImages)
+                emit(.log(String(format: "train: extending the run that ended at step %d (%.4g counted kimg)", step,
+                                 trainer.countedImages / 1000)))
+            }
+            var snapshotSeconds: [String: Double] = [:]
             var lastLoss = Double.nan
             let result = try trainer.run(
                 workDirectory: context.workDirectory, checkpointKimg: context.params["checkpoint_kimg"]?.doubleValue ?? 0,
+                snapshotKimg: context.params["snapshot_kimg"]?.doubleValue ?? 0,
+                onSnapshot: { kimg, weights in
+                    try weights.write(to: snapshots.appendingPathComponent(TrainingSnapshots.fileName(kimg: kimg)))
+                    snapshotSeconds["wall_seconds_at." + String(format: "%.10g", kimg)] = baseSeconds + trainer.wallSeconds
+                },
                 onTick: { t in
                     lastLoss = t.loss
                     emit(.log(String(format: "train: kimg %.2f  loss %.4f  %.1f s/kimg  %.1f img/s  sizes %@", t.kimg, t.loss,
@@ -138,6 +173,10 @@ public struct TrainStage: StageKind {
 
             let out = context.outputDirectory
             try trainer.emaArchive().write(to: out.appendingPathComponent("ema.pdt"))
+            try trainer.resumableState().write(to: out.appendingPathComponent(Self.stateFileName))
+            if !TrainingSnapshots.list(in: context.workDirectory).isEmpty {
+                try FileManager.default.moveItem(at: snapshots, to: out.appendingPathComponent(TrainingSnapshots.directory))
+            }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try (encoder.encode(config) + Data("\n".utf8)).write(to: out.appendingPathComponent("config.json"))
@@ -153,16 +192,28 @@ public struct TrainStage: StageKind {
                 "flops_per_counted_image": result.trainingFlopsPerCountedImage,
                 "final_loss": result.finalLoss,
                 "parameters": Double(trainer.net.parameterCount),
-            ], measurements: [
-                "wall_seconds": result.wallSeconds,
-                "images_per_second": result.countedKimg * 1000 / max(result.wallSeconds, 1e-9),
-            ])
+            ], measurements: snapshotSeconds.merging([
+                // Cumulative over the runs an extension continued; images/s of this run alone.
+                "wall_seconds": baseSeconds + result.wallSeconds,
+                "images_per_second": (result.countedKimg * 1000 - baseImages) / max(result.wallSeconds, 1e-9),
+            ]) { a, _ in a })
         } catch let e as DiffusionError {
             throw StageError("\(context.stageName): \(e.message)")
         } catch let e as DataError {
             throw StageError("\(context.stageName): \(e.message)")
         } catch is TrainingCancelled {
             throw StageCancelled()
+        }
+    }
+}
+
+extension TrainStage {
+    /// Copies the snapshots of the run being extended (an extension's artifact holds them all, as a
+    /// from-scratch run's would); ones already in the work directory (a resumed extension) stay.
+    static func copySnapshots(from artifact: URL, to directory: URL) throws {
+        for (_, url) in TrainingSnapshots.list(in: artifact) {
+            let target = directory.appendingPathComponent(url.lastPathComponent)
+            if !FileManager.default.fileExists(atPath: target.path) { try FileManager.default.copyItem(at: url, to: target) }
         }
     }
 }

@@ -47,7 +47,8 @@ public final class PatchDiffusionTrainer {
     public internal(set) var step = 0
     var rng: RandomGenerator
     var ticks: [TrainingTick] = []
-    var wallSeconds = 0.0
+    /// Seconds spent in training steps so far (resumed runs continue the count).
+    public internal(set) var wallSeconds = 0.0
     // The tick in progress.
     var tick = TickAccumulator()
     /// The log as it stood before the end of training closed a partial tick: what a longer run

@@ -20,7 +20,10 @@ public struct StageKey: Sendable {
         self.components = components
         key = Self.hash(components)
         if let field = budgetField, let text = components["field." + field], let value = Double(text) {
-            lineage = Self.hash(components.filter { $0.key != "field." + field })
+            // The field and the params that set it (`param.train.kimg` for `kimg: ${train.kimg}` or
+            // an implicit `train.kimg`): a param read by this stage with the budget's value is its
+            // source. (A coincidence makes lineages differ, so it only costs an extension.)
+            lineage = Self.hash(components.filter { $0.key != "field." + field && !($0.key.hasPrefix("param.") && $0.value == text) })
             budget = value
         }
     }
