@@ -411,10 +411,8 @@ public final class Runner: Sendable {
         let logWriter = LineWriter(log)
         logWriter.write("# \(id) key \(key.key) (\(reason))")
 
-        var params = inst.fields
-        if inst.kind.params.contains(where: { $0.name == "params" }) { params["param_values"] = .map(inst.reads) }
         let context = StageContext(
-            stageName: inst.stage, cellID: id, key: key.key, params: params,
+            stageName: inst.stage, cellID: id, key: key.key, paramValues: inst.reads, gathered: inst.gathered,
             inputs: inputDigests.mapValues { store.objectURL($0) },
             outputDirectory: outDir, workDirectory: workDir, projectDirectory: projectDirectory, threads: threads.perStage,
             engineThreads: threads.total, emit: { event in
@@ -429,7 +427,7 @@ public final class Runner: Sendable {
             isCancelled: isCancelled)
         let start = Date()
         let outcome: StageOutcome
-        do { outcome = try inst.kind.run(context) } catch {
+        do { outcome = try inst.kind.run(fields: inst.fields, context: context) } catch {
             logWriter.write("# failed: \(error)")
             throw error
         }
