@@ -59,8 +59,26 @@ public struct SampleStage: StageKind {
         ]
     }
 
+    /// Every sample is held in memory before the artifact is written: at most this many pixel bytes.
+    public static let maxPixelBytes = 16_000_000_000.0
+
     public func validate(_ config: Config) -> [ConfigProblem] {
-        config.sigmaMin < config.sigmaMax ? [] : [ConfigProblem("sigma_min", "must be below sigma_max (\(describeNumber(config.sigmaMax)))")]
+        var problems: [ConfigProblem] = []
+        if config.sigmaMin >= config.sigmaMax {
+            problems.append(ConfigProblem("sigma_min", "must be below sigma_max (\(describeNumber(config.sigmaMax)))"))
+        }
+        // With resolution 0 the size is the trained one, known at run time (checked there).
+        if config.resolution > 0, let message = Self.memoryProblem(count: config.numImages, resolution: config.resolution, channels: 3) {
+            problems.append(ConfigProblem("num_images", message))
+        }
+        return problems
+    }
+
+    static func memoryProblem(count: Int, resolution: Int, channels: Int) -> String? {
+        let bytes = Double(count) * Double(resolution) * Double(resolution) * Double(channels)
+        guard bytes > maxPixelBytes else { return nil }
+        return String(format: "%d images of %dx%dx%d are %.0f GB of pixels held in memory (at most %.0f GB)",
+                      count, resolution, resolution, channels, bytes / 1e9, maxPixelBytes / 1e9)
     }
 
     public static let weightsFileName = "ema.pdt"
@@ -85,6 +103,7 @@ public struct SampleStage: StageKind {
                 weightsURL: weights, sampler: sampler, outputResolution: resolution > 0 ? resolution : nil,
                 coordinateMode: p.coordinates)
             let r = generator.outputResolution, c = generator.net.imageChannels
+            if let problem = Self.memoryProblem(count: count, resolution: r, channels: c) { throw StageError("\(context.stageName): \(problem)") }
             context.emit(.log("sample: \(count) images \(r)x\(r)x\(c), \(sampler.steps) Heun steps (\(sampler.evaluations) evaluations), seed \(seed)"))
             var pixels: [UInt8] = []
             pixels.reserveCapacity(count * r * r * c)

@@ -252,7 +252,7 @@ public struct ConfigField<Config: StageConfig>: Sendable {
     }
 
     /// The erased description (for the spec loader, the expansion and help output).
-    public var description: FieldDescription {
+    public var erased: FieldDescription {
         FieldDescription(name: name, help: help, type: type, defaultValue: isRequired ? nil : read(Config()),
                          isOperational: isOperational, listsParamKeys: listsParamKeys, bounds: bounds)
     }

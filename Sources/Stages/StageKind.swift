@@ -138,7 +138,7 @@ extension StageKind {
 /// The erased path: the registry holds `[any StageKind]` and the pipeline layer passes resolved
 /// field maps; these decode into the kind's Config (opened implicitly on `any StageKind`).
 extension StageKind {
-    public var fields: [FieldDescription] { Config.fields.map(\.description) }
+    public var fields: [FieldDescription] { Config.fields.map(\.erased) }
 
     /// Decodes `values` (absent fields take their defaults) and checks across fields.
     public func decode(_ values: [String: ParamValue]) throws -> Config {
