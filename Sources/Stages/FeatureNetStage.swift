@@ -31,9 +31,7 @@ public struct FeatureNetStage: StageKind {
             // The default 1500 steps take about a minute here; 100k is over an hour of CPU per 1500.
             .field("steps", \.steps, help: "Adam steps", check: .between(1, 100_000)),
             .field("batch_size", \.batchSize, help: "images per step", check: .between(1, 4096)),
-            // Trained in float32: a rate beyond Float's range would become inf there.
-            .field("learning_rate", \.learningRate, help: "Adam learning rate",
-                   check: .positive(atMost: Double(Float.greatestFiniteMagnitude))),
+            .field("learning_rate", \.learningRate, help: "Adam learning rate", check: .learningRate),
             .field("holdout", \.holdout, help: "test images held out of a single input dataset (at most a fifth of it)",
                    check: .between(1, 2_000_000)),
             .field("seed", \.seed, help: "initialisation and shuffling seed", check: .between(0, maxSeed)),

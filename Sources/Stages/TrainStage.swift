@@ -67,8 +67,7 @@ public struct TrainStage: StageKind {
             .field("batch", \.batch, help: "B, images per round before the patch multiplier", check: .between(1, 4096)),
             .field("kimg", \.kimg, help: "training length in counted kimg (a patch counts as one image)", required: true,
                    check: .positive(atMost: maxKimg)),
-            // The optimiser runs in float32: a rate beyond Float's range would become inf there.
-            .field("lr", \.lr, help: "Adam learning rate", check: .positive(atMost: Double(Float.greatestFiniteMagnitude))),
+            .field("lr", \.lr, help: "Adam learning rate", check: .learningRate),
             .field("lr_rampup_kimg", \.lrRampupKimg, help: "linear LR warm-up length (EDM: 10000)", check: .between(0, 1_000_000)),
             .field("ema_kimg", \.emaKimg, help: "EMA half-life in counted kimg (EDM: ema 0.5 Mimg)", check: .positive(atMost: 1_000_000)),
             .field("ema_rampup", \.emaRampup, help: "EMA half-life at most this times the counted images (0: off)", check: .between(0, 1000)),
@@ -175,6 +174,17 @@ public struct TrainStage: StageKind {
 }
 
 extension PatchSchedule.Kind: ConfigEnum {}
+
+extension Check where Value == Double {
+    /// Optimisers run in float32: a rate beyond Float's range would become inf there. A huge finite
+    /// rate is allowed: its divergence is reported at the step where the loss stops being finite.
+    static var learningRate: Check {
+        Check("(0, 3.4e38]") { v in
+            guard v > 0 && v.isFinite else { return "must be positive and finite" }
+            return v <= Double(Float.greatestFiniteMagnitude) ? nil : "must be finite in float32 (at most 3.4e38)"
+        }
+    }
+}
 
 /// One line of `training_log.jsonl`: what a tick computed. Its speeds are measurements, which
 /// differ from run to run and so stay out of the artifact.

@@ -106,8 +106,8 @@ import Testing
               a:
                 kind: shell
                 params: [a.x]
-                cmd: echo "{\\"v\\": $PDPIPE_PARAM_A_X}" > metrics.json
-                outs: [metrics.json]
+                cmd: echo $PDPIPE_PARAM_A_X > v.txt
+                outs: [v.txt]
             """)
         try f.write("experiments/e.yaml", """
             pipeline: ../pipelines/p.yaml
