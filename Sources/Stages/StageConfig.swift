@@ -167,11 +167,6 @@ public struct Check<Value: Sendable>: Sendable {
     public init(_ summary: String, _ test: @escaping @Sendable (Value) -> String?) {
         (self.summary, self.test) = (summary, test)
     }
-    /// Both checks; the first failure's message.
-    public func and(_ other: Check<Value>) -> Check<Value> {
-        let (a, b) = (test, other.test)
-        return Check(summary + ", " + other.summary) { a($0) ?? b($0) }
-    }
 }
 
 /// The largest seed: seeds are free in memory and time, but above 2^53 a seed read back as a
