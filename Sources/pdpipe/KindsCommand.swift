@@ -31,7 +31,7 @@ struct KindsCommand: ParsableCommand {
             var notes: [String] = []
             if let b = f.bounds { notes.append(b) }
             if f.isOperational { notes.append("operational: not in the stage key") }
-            return [f.name, f.type.description, f.defaultValue.map { "default " + $0.shortDescription } ?? "required",
+            return [f.name, f.type.description, f.defaultValue.map { "default " + ($0 == .string("") ? "\"\"" : $0.shortDescription) } ?? "required",
                     notes.joined(separator: "; "), f.help]
         }
         let widths = (0..<4).map { i in rows.map { $0[i].count }.max() ?? 0 }
