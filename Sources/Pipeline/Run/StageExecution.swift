@@ -116,10 +116,8 @@ extension Runner {
         let log = LineWriter(try FileHandle(forWritingTo: logURL))
         log.write("# \(id) key \(key.key) (\(reason))")
 
-        var params = inst.fields
-        if inst.kind.params.contains(where: { $0.name == "params" }) { params["param_values"] = .map(inst.reads) }
         var context = StageContext(
-            stageName: inst.stage, cellID: id, key: key.key, params: params,
+            stageName: inst.stage, cellID: id, key: key.key, paramValues: inst.reads, gathered: inst.gathered,
             inputs: job.inputs.mapValues { store.objectURL($0.artifact) },
             outputDirectory: outDir, workDirectory: workDir, projectDirectory: projectDirectory, threads: job.threads.perStage,
             engineThreads: job.threads.total, emit: { event in
@@ -139,7 +137,7 @@ extension Runner {
         }
         let start = Date()
         let outcome: StageOutcome
-        do { outcome = try inst.kind.run(context) } catch {
+        do { outcome = try inst.kind.run(fields: inst.fields, context: context) } catch {
             log.write("# failed: \(error)")
             throw error
         }

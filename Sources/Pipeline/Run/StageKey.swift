@@ -2,9 +2,11 @@ import Foundation
 import Stages
 
 /// The key of a stage instance: SHA-256 over its components, each a canonical JSON text.
-/// Components: `scheme`, `kind`, `kind_version`, `field.<name>`, `param.<key>`, `input.<stage>`
-/// (the upstream OUTPUT digest, for early cutoff), `file.<path>` (external file contents) and,
-/// for kinds that show upstream measurements (gathering kinds), `measured.<stage>`.
+/// Components: `scheme`, `kind`, `kind_version`, `field.<name>` (operational fields, which cannot
+/// change the result, are left out), `param.<key>`, `gathered.axes`/`gathered.cells` (a gathering
+/// stage's cells), `input.<stage>` (the upstream OUTPUT digest, for early cutoff), `file.<path>`
+/// (external file contents) and, for gathering kinds (which show upstream measurements),
+/// `measured.<stage>`.
 public struct StageKey: Sendable {
     /// Bump when the way keys are computed changes.
     public static let scheme = 1
@@ -41,8 +43,10 @@ public struct StageKey: Sendable {
             "kind": Digest.jsonString(inst.kind.name),
             "kind_version": String(inst.kind.version),
         ]
-        for (name, value) in inst.fields { c["field." + name] = Digest.canonicalJSON(value) }
+        let operational = Set(inst.kind.fields.filter(\.isOperational).map(\.name))
+        for (name, value) in inst.fields where !operational.contains(name) { c["field." + name] = Digest.canonicalJSON(value) }
         for (key, value) in inst.reads { c["param." + key] = Digest.canonicalJSON(value) }
+        for (name, value) in inst.gathered?.keyComponents ?? [:] { c["gathered." + name] = Digest.canonicalJSON(value) }
         for (name, digest) in inputDigests { c["input." + name] = Digest.jsonString(digest) }
         if inst.kind.gathersCells {
             for (name, values) in inputMeasurements { c["measured." + name] = Digest.canonicalJSON(.map(values.mapValues { .double($0) })) }
