@@ -1,4 +1,4 @@
-/// Everything that determines a Patch Diffusion training run (PATCH_DIFFUSION.md sections 1-4).
+/// Everything that determines a Patch Diffusion training run (docs/patch-diffusion.md, docs/edm.md sections 1-3).
 public struct TrainingConfig: Sendable, Equatable, Codable {
     public var network: UNetConfig
     /// R, the (square) training resolution.

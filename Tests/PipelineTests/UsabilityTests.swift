@@ -1,0 +1,183 @@
+import Foundation
+import Testing
+@testable import Pipeline
+
+/// Issue 16: strict shell stages, orphan-free kills, `-S` rules, show/checkout, retention, estimates.
+@Suite struct UsabilityTests {
+    typealias CLI = CLITests
+
+    /// True while `pid` is a live process (a zombie waiting for a reaper counts as gone).
+    static func alive(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(close, offsetBy: 2)]
+        return state != "Z" && state != "X"
+    }
+
+    static func pids(_ url: URL) -> [Int32] {
+        ((try? String(contentsOf: url, encoding: .utf8)) ?? "").split(whereSeparator: \.isWhitespace).compactMap { Int32($0) }
+    }
+
+    // MARK: 3. strict shell stages
+
+    @Test func failingCommandInAListFailsTheStage() throws {
+        let f = try Fixture()
+        try f.write("input.txt", "hello\n")
+        // The issue's example: `cat` runs in the scratch directory, where input.txt is not.
+        try f.write("pipelines/strict.yaml", """
+            stages:
+              copy:
+                kind: shell
+                deps: [input.txt]
+                cmd: cat input.txt > o.txt; echo done
+                outs: [o.txt]
+              unset:
+                kind: shell
+                cmd: echo "$NO_SUCH_VARIABLE_PDPIPE" > u.txt
+                outs: [u.txt]
+              project:
+                kind: shell
+                deps: [input.txt]
+                cmd: cat "$PDPIPE_PROJECT_DIR/input.txt" > o.txt
+                outs: [o.txt]
+            """)
+        let r = try CLI.pdpipe(["run", "-k", "pipelines/strict.yaml"], in: f.dir)
+        #expect(r.status == 1)
+        #expect(r.out.contains("FAILED copy: command failed with exit status 1"), "\(r.out)")
+        #expect(r.out.contains("input.txt: No such file"), "\(r.out)")
+        #expect(!r.out.contains("  | done"))
+        #expect(r.out.contains("FAILED unset: command failed with exit status 2"), "\(r.out)")
+        #expect(r.out.contains("NO_SUCH_VARIABLE_PDPIPE"), "\(r.out)")
+        #expect(r.out.contains("done project in"))
+        #expect(try Reliability.results(f.storeURL).map(\.stage) == ["project"])
+    }
+
+    @Test func everyMissingOutIsNamed() throws {
+        let f = try Fixture()
+        try f.write("pipelines/outs.yaml", """
+            stages:
+              partial:
+                kind: shell
+                cmd: echo a > a.txt
+                outs: [a.txt, b.txt, sub/c.txt]
+            """)
+        let r = try CLI.pdpipe(["run", "pipelines/outs.yaml"], in: f.dir)
+        #expect(r.status == 1)
+        #expect(r.out.contains("FAILED partial: declared outs `b.txt`, `sub/c.txt` not written by the command"), "\(r.out)")
+        #expect(try Reliability.results(f.storeURL).isEmpty)
+    }
+
+    // MARK: 4. no orphans
+
+    /// `kill -9` of `pdpipe run` while a stage's command and its own child run: both die with it.
+    @Test func killNineOfTheRunnerLeavesNoStageProcess() throws {
+        let f = try Fixture()
+        let pidFile = f.url("pids")
+        try f.write("pipelines/long.yaml", """
+            stages:
+              long:
+                kind: shell
+                cmd: sleep 300 & echo $! $$ > '\(pidFile.path)'; wait
+                outs: [never.txt]
+            """)
+        let run = try CLI.start(["run", "pipelines/long.yaml"], in: f.dir)
+        let deadline = Date().addingTimeInterval(20)
+        while Self.pids(pidFile).count < 2 && Date() < deadline { usleep(20_000) }
+        let stagePIDs = Self.pids(pidFile)
+        defer { for p in stagePIDs { kill(p, SIGKILL) } }
+        try #require(stagePIDs.count == 2)
+        #expect(stagePIDs.allSatisfy(Self.alive))
+        // Its own process group: a Ctrl-C at the terminal (the runner's group) does not reach it directly.
+        #expect(getpgid(stagePIDs[1]) != getpgid(run.0.processIdentifier))
+        kill(run.0.processIdentifier, SIGKILL)
+        _ = CLI.finish(run)
+        let gone = Date().addingTimeInterval(5)
+        while stagePIDs.contains(where: Self.alive) && Date() < gone { usleep(20_000) }
+        #expect(!stagePIDs.contains(where: Self.alive), "still running: \(stagePIDs.filter(Self.alive))")
+    }
+
+    // MARK: 5. overrides
+
+    @Test func repeatedOverrideKeyIsAnErrorNamingBothValues() throws {
+        let f = try Fixture()
+        try f.writeScenario()
+        let r = try CLI.pdpipe(["status", "experiments/sweep.yaml", "-S", "eval.mode=a", "-S", "eval.mode=b"], in: f.dir)
+        #expect(r.status == 2)
+        #expect(r.err.contains("`eval.mode=a` and `eval.mode=b`"), "\(r.err)")
+        #expect(r.err.contains("-S eval.mode=a,b"))
+        #expect(!FileManager.default.fileExists(atPath: f.storeURL.path))
+    }
+
+    /// `-S axis=value` runs that cell; the experiment's `report:` baseline and a table baseline follow it.
+    @Test func oneValuedOverrideOfAnAxisRunsThatCell() throws {
+        let f = try Fixture()
+        try f.writeScenario()
+        try f.write("experiments/tabled.yaml", """
+            pipeline: ../pipelines/scenario.yaml
+            matrix:
+              train.lr: [0.1, 0.2]
+            tables:
+              scores:
+                rows: [train.lr]
+                baseline: {train.lr: 0.1}
+                columns:
+                  score: evaluate.score
+                  vs base: evaluate.score / baseline(evaluate.score)
+            report:
+              baseline: {train.lr: 0.1}
+              sort_by: lr
+            """)
+        let r = try CLI.pdpipe(["run", "experiments/tabled.yaml", "-S", "train.lr=0.1"], in: f.dir)
+        #expect(r.status == 0, "\(r.out)\(r.err)")
+        #expect(try f.takeExecutions() == ["evaluate", "parity", "prep", "summary", "train"])
+        let report = try CLI.pdpipe(["report", "experiments/tabled.yaml", "-S", "train.lr=0.1"], in: f.dir)
+        #expect(report.status == 0, "\(report.err)")
+        #expect(report.out.contains("lr=0.1"), "\(report.out)")
+        let bad = try CLI.pdpipe(["status", "experiments/tabled.yaml", "-S", "train.lr=0.3"], in: f.dir)
+        #expect(bad.status == 2)
+        #expect(bad.err.contains("experiments/tabled.yaml:12:"), "\(bad.err)")
+        #expect(bad.err.contains("no value 0.1"), "\(bad.err)")
+    }
+
+    // MARK: 2. show and checkout
+
+    @Test func showAndCheckoutReachTheOutputs() throws {
+        let f = try Fixture()
+        try f.writeScenario()
+        #expect(try CLI.pdpipe(["run", "experiments/sweep.yaml"], in: f.dir).status == 0)
+        let shown = try CLI.pdpipe(["show", "experiments/sweep.yaml", "train@lr=0.2", "--json"], in: f.dir)
+        #expect(shown.status == 0, "\(shown.err)")
+        let items = try #require(try JSONSerialization.jsonObject(with: Data(shown.out.utf8)) as? [[String: Any]])
+        #expect(items.count == 1)
+        let item = try #require(items.first)
+        #expect(item["id"] as? String == "train@lr=0.2")
+        #expect(item["state"] as? String == "up-to-date")
+        let path = try #require(item["path"] as? String)
+        #expect(path.hasPrefix(f.storeURL.path + "/objects/"))
+        let files = try #require(item["files"] as? [[String: Any]])
+        #expect(files.map { $0["path"] as? String } == ["model.txt"])
+        #expect((files.first?["bytes"] as? Int ?? 0) == (try Data(contentsOf: URL(fileURLWithPath: path + "/model.txt"))).count)
+        let text = try CLI.pdpipe(["show", "experiments/sweep.yaml", "evaluate"], in: f.dir)
+        #expect(text.out.contains("evaluate@lr=0.1 (up-to-date)") && text.out.contains("metric score:"), "\(text.out)")
+
+        let out = f.url("checked")
+        let co = try CLI.pdpipe(["checkout", "experiments/sweep.yaml", "train", "-o", out.path], in: f.dir)
+        #expect(co.status == 0, "\(co.err)")
+        let copy = out.appendingPathComponent("train@lr=0.2/model.txt")
+        var a = stat(), b = stat()
+        #expect(stat(copy.path, &a) == 0 && stat(path + "/model.txt", &b) == 0)
+        #expect(a.st_ino == b.st_ino, "a hard link to the stored object")
+        #expect(access(copy.path, W_OK) != 0, "read-only")
+        // Again: an earlier checkout is replaced; a foreign directory is not.
+        #expect(try CLI.pdpipe(["checkout", "experiments/sweep.yaml", "train", "-o", out.path], in: f.dir).status == 0)
+        try f.write("checked/prep/mine.txt", "user data\n")
+        let refused = try CLI.pdpipe(["checkout", "experiments/sweep.yaml", "prep", "-o", out.path], in: f.dir)
+        #expect(refused.status == 1 && refused.err.contains("was not made by `pdpipe checkout`"), "\(refused.err)")
+        // The store still verifies (the objects' bytes are untouched).
+        #expect(try CLI.pdpipe(["cache", "verify"], in: f.dir).status == 0)
+
+        #expect(try CLI.pdpipe(["show", "experiments/sweep.yaml", "nope"], in: f.dir).status == 2)
+        let stale = try CLI.pdpipe(["show", "experiments/sweep.yaml", "train@lr=0.3", "-S", "train.lr=0.3,0.4"], in: f.dir)
+        #expect(stale.status == 1 && stale.err.contains("not computed yet"), "\(stale.err)")
+    }
+}
