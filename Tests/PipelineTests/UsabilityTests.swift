@@ -167,7 +167,7 @@ import Testing
         var a = stat(), b = stat()
         #expect(stat(copy.path, &a) == 0 && stat(path + "/model.txt", &b) == 0)
         #expect(a.st_ino == b.st_ino, "a hard link to the stored object")
-        #expect(access(copy.path, W_OK) != 0, "read-only")
+        #expect(a.st_mode & 0o222 == 0, "read-only")
         // Again: an earlier checkout is replaced; a foreign directory is not.
         #expect(try CLI.pdpipe(["checkout", "experiments/sweep.yaml", "train", "-o", out.path], in: f.dir).status == 0)
         try f.write("checked/prep/mine.txt", "user data\n")
@@ -179,5 +179,128 @@ import Testing
         #expect(try CLI.pdpipe(["show", "experiments/sweep.yaml", "nope"], in: f.dir).status == 2)
         let stale = try CLI.pdpipe(["show", "experiments/sweep.yaml", "train@lr=0.3", "-S", "train.lr=0.3,0.4"], in: f.dir)
         #expect(stale.status == 1 && stale.err.contains("not computed yet"), "\(stale.err)")
+    }
+}
+
+// MARK: 6. retention
+
+extension UsabilityTests {
+    static func objectCount(_ f: Fixture) throws -> Int {
+        try FileManager.default.contentsOfDirectory(atPath: f.storeURL.appendingPathComponent("objects").path).count
+    }
+
+    @Test func gcKeepsWhatTheProjectNeedsAndTheLastRuns() throws {
+        let f = try Fixture()
+        try f.writeScenario()
+        #expect(try CLI.pdpipe(["run", "experiments/sweep.yaml"], in: f.dir).out.contains("7 ran"))
+        #expect(try CLI.pdpipe(["run", "experiments/sweep.yaml", "-S", "train.lr=0.7"], in: f.dir).status == 0)
+        #expect(try CLI.pdpipe(["run", "experiments/sweep.yaml", "-S", "prep.factor=3"], in: f.dir).status == 0)
+        // Distinct outputs: the sweep's 7, train and evaluate at lr=0.7, and prep, 2 train, 2 evaluate at factor 3
+        // (parity's output and summary's key do not change).
+        #expect(try Self.objectCount(f) == 14)
+
+        let dry = try CLI.pdpipe(["gc", "--dry-run", "--keep-runs", "0"], in: f.dir)
+        #expect(dry.status == 0, "\(dry.err)")
+        #expect(dry.out.split(separator: "\n").filter { $0.hasPrefix("would remove") }.count == 7, "\(dry.out)")
+        #expect(dry.out.contains("would remove 4 B") && dry.out.contains("shell train (") , "\(dry.out)")
+        #expect(dry.out.contains("7 objects (") && dry.out.contains("would be removed"), "\(dry.out)")
+        #expect(try Self.objectCount(f) == 14)
+
+        // The last run (prep.factor=3) is kept; the older override run goes.
+        let one = try CLI.pdpipe(["gc", "--keep-runs", "1"], in: f.dir)
+        #expect(one.status == 0 && one.out.contains("2 objects ("), "\(one.out)\(one.err)")
+        #expect(try Self.objectCount(f) == 12)
+        #expect(try CLI.pdpipe(["status", "experiments/sweep.yaml"], in: f.dir).out.contains("0 to run"))
+        #expect(try CLI.pdpipe(["status", "experiments/sweep.yaml", "-S", "prep.factor=3"], in: f.dir).out.contains("0 to run"))
+        #expect(try CLI.pdpipe(["status", "experiments/sweep.yaml", "-S", "train.lr=0.7"], in: f.dir).out.contains("RUN train (never run)"))
+
+        let zero = try CLI.pdpipe(["gc", "--keep-runs", "0"], in: f.dir)
+        #expect(zero.status == 0 && zero.out.contains("5 objects ("), "\(zero.out)")
+        #expect(try Self.objectCount(f) == 7)
+        #expect(try CLI.pdpipe(["status", "experiments/sweep.yaml", "--exit-code"], in: f.dir).out.contains("0 to run"))
+        #expect(try CLI.pdpipe(["status", "experiments/sweep.yaml", "-S", "prep.factor=3"], in: f.dir).out.contains("RUN prep"))
+        #expect(try CLI.pdpipe(["cache", "verify"], in: f.dir).status == 0)
+        let du = try CLI.pdpipe(["cache", "du"], in: f.dir)
+        #expect(du.status == 0 && du.out.contains("shell") && du.out.contains("experiments/sweep.yaml") && du.out.contains("in 7 objects"), "\(du.out)")
+    }
+
+    /// gc during a run that reads an object no spec needs (an `-S` run): gc waits for the run, and the run completes.
+    @Test func gcNeverRemovesAnObjectARunningRunUses() throws {
+        let f = try Fixture()
+        let started = f.url("b-started")
+        try f.write("pipelines/conc.yaml", """
+            params:
+              x: {v: 1}
+            stages:
+              a:
+                kind: shell
+                params: [x.v]
+                cmd: echo $PDPIPE_PARAM_X_V > a.txt
+                outs: [a.txt]
+              b:
+                kind: shell
+                needs: [a]
+                cmd: touch '\(started.path)'; sleep 2; cat ${inputs.a}/a.txt > b.txt
+                outs: [b.txt]
+            """)
+        let run = try CLI.start(["run", "pipelines/conc.yaml", "-S", "x.v=2"], in: f.dir)
+        let deadline = Date().addingTimeInterval(20)
+        while !FileManager.default.fileExists(atPath: started.path) && Date() < deadline { usleep(20_000) }
+        let gc = try CLI.pdpipe(["gc", "--keep-runs", "0"], in: f.dir)
+        let r = CLI.finish(run)
+        #expect(r.status == 0, "\(r.out)\(r.err)")
+        #expect(gc.status == 0, "\(gc.err)")
+        #expect(gc.err.contains("waiting for the running `pdpipe run`s"), "\(gc.err)")
+        // gc ran after the run: the -S run's objects are not needed by the spec, so they went then.
+        #expect(gc.out.contains("2 objects ("), "\(gc.out)")
+    }
+}
+
+// MARK: 7. cost estimates
+
+extension UsabilityTests {
+    /// After one tiny train + sample, `status` for twice the kimg and images estimates twice the
+    /// recorded times (one record: the rate is exact), with a total, and `--json` carries it.
+    @Test func statusEstimatesScaleRecordedTimesByWork() throws {
+        let f = try Fixture()
+        try Reliability.writePNGFolder(f.url("data/imgs"))
+        try f.write("pipelines/tiny.yaml", """
+            params:
+              train: {kimg: 0.02}
+              sample: {num_images: 4}
+            stages:
+              data: {kind: dataset, source: png-folder, path: data/imgs, resolution: 8, channels: 3}
+              train:
+                kind: train
+                needs: [data]
+                model_channels: 8
+                channel_mult: [1, 2]
+                num_blocks: 1
+                batch: 2
+                kimg: ${train.kimg}
+                lr_rampup_kimg: 0
+              sample: {kind: sample, needs: [train], num_images: "${sample.num_images}", steps: 3}
+            """)
+        #expect(try CLI.pdpipe(["run", "pipelines/tiny.yaml"], in: f.dir).status == 0)
+        let recorded = Dictionary(uniqueKeysWithValues: try Reliability.results(f.storeURL).map { ($0.stage, $0) })
+        let trainSeconds = try #require(try Store(root: f.storeURL).result(forKey: recorded["train"]!.key)).seconds
+        let sampleSeconds = try #require(try Store(root: f.storeURL).result(forKey: recorded["sample"]!.key)).seconds
+
+        let s = try CLI.pdpipe(["status", "pipelines/tiny.yaml", "-S", "train.kimg=0.04", "-S", "sample.num_images=8", "--json"], in: f.dir)
+        #expect(s.status == 0, "\(s.err)")
+        let items = try #require(try JSONSerialization.jsonObject(with: Data(s.out.utf8)) as? [[String: Any]])
+        func estimate(_ id: String) -> Double? { (items.first { $0["id"] as? String == id }?["estimate"] as? [String: Any])?["seconds"] as? Double }
+        let train = try #require(estimate("train"))
+        // The sample's model changed (train reruns), but its FLOPs did not: twice the images, twice the time.
+        let sample = try #require(estimate("sample"))
+        #expect(abs(train / (2 * trainSeconds) - 1) < 0.05, "train \(train) vs recorded \(trainSeconds)")
+        #expect(abs(sample / (2 * sampleSeconds) - 1) < 0.05, "sample \(sample) vs recorded \(sampleSeconds)")
+        #expect(estimate("data") == nil)
+
+        let text = try CLI.pdpipe(["status", "pipelines/tiny.yaml", "-S", "train.kimg=0.04"], in: f.dir)
+        #expect(text.out.contains("RUN train (changed: field.kimg, param.train.kimg) ~"), "\(text.out)")
+        #expect(text.out.contains("estimated run time: ~"), "\(text.out)")
+        let check = try CLI.pdpipe(["cache", "estimates"], in: f.dir)
+        #expect(check.status == 0)
     }
 }

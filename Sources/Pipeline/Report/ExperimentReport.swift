@@ -103,7 +103,7 @@ public struct ExperimentReport: Sendable {
 
         let order = Expansion.topologicalOrder(exp.spec.stages).filter { !$0.kind.gathersCells }
         var allCells: [Cell] = []
-        let fullCells = exp.cells.map { cell in (cell + fixed.map { ($0.key, $0.values[0]) }).sorted { $0.key < $1.key } }
+        let fullCells = exp.cells.map { cell in (cell + fixed.map { (key: $0.key, value: $0.values[0]) }).sorted { $0.key < $1.key } }
         for assignment in fullCells {
             var metrics: [String: Double] = [:], params: [String: ParamValue] = [:]
             var grid: URL?, gridStage: String?, curve: [(x: Double, y: Double)] = []

@@ -48,8 +48,8 @@ extension Runner {
             }
             let dir = store.objectURL(r.artifact)
             let files = try Digest.files(under: dir).map { rel -> StageOutput.File in
-                let size = (try? FileManager.default.attributesOfItem(atPath: dir.path + "/" + rel)[.size] as? Int64) ?? 0
-                return StageOutput.File(path: rel, bytes: size ?? 0)
+                var st = stat()
+                return StageOutput.File(path: rel, bytes: stat(dir.path + "/" + rel, &st) == 0 ? Int64(st.st_size) : 0)
             }
             result.append(StageOutput(id: line.id, state: state, reason: state == "stale" ? line.reason : "", key: r.key,
                                       digest: r.artifact, path: dir.path, files: files, metrics: r.metrics,

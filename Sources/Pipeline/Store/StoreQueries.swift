@@ -34,13 +34,10 @@ extension Store {
         }
     }
 
-    /// Keys referred to by the `keep` most recent runs (computed, restored or up to date in them),
-    /// plus every run still marked running (a concurrent `pdpipe run`).
+    /// Keys referred to by the `keep` most recent runs (computed, restored or up to date in them).
     public func keysOfRecentRuns(_ keep: Int) throws -> (keys: Set<String>, runs: [String]) {
         try db.read { db in
-            let recent = try String.fetchAll(db, sql: "SELECT id FROM runs ORDER BY started_at DESC LIMIT ?", arguments: [keep])
-            let running = try String.fetchAll(db, sql: "SELECT id FROM runs WHERE status = 'running'")
-            let ids = Array(Set(recent + running))
+            let ids = try String.fetchAll(db, sql: "SELECT id FROM runs ORDER BY started_at DESC LIMIT ?", arguments: [keep])
             var keys = Set<String>()
             for id in ids {
                 keys.formUnion(try String.fetchAll(db, sql: "SELECT key FROM run_stages WHERE run_id = ? AND key IS NOT NULL", arguments: [id]))
@@ -53,6 +50,16 @@ extension Store {
     public func allCells() throws -> [(scope: String, cellID: String, key: String)] {
         try db.read { db in
             try Row.fetchAll(db, sql: "SELECT scope, cell_id, key FROM cells").map { ($0["scope"], $0["cell_id"], $0["key"]) }
+        }
+    }
+}
+
+extension Store {
+    /// Forgets results (gc retention) in one transaction; cells pointing at them then show as never run.
+    public func forgetResults(keys: [String]) throws {
+        guard !keys.isEmpty else { return }
+        try db.write { db in
+            for k in keys { try db.execute(sql: "DELETE FROM results WHERE key = ?", arguments: [k]) }
         }
     }
 }
