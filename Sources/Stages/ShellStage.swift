@@ -70,7 +70,8 @@ public struct ShellStage: StageKind {
 
         // Strict mode, as Snakemake's: a failing command, an unset variable or (where the shell has
         // it: bash, not the dash 0.5.12 of Debian 12) a failing pipe stage fails the stage instead of being ignored.
-        let script = "set -eu\n(set -o pipefail) 2>/dev/null && set -o pipefail\n" + cmd
+        // One line, so the shell's line numbers in error messages are the command's own.
+        let script = "set -eu; (set -o pipefail) 2>/dev/null && set -o pipefail; " + cmd
         let pipe = Pipe()
         let pid = Self.spawn(["/bin/sh", "-c", script], env: env, cwd: scratch.path,
                              output: pipe.fileHandleForWriting.fileDescriptor)

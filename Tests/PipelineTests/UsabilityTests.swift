@@ -304,3 +304,35 @@ extension UsabilityTests {
         #expect(check.status == 0)
     }
 }
+
+// MARK: 1. install
+
+extension UsabilityTests {
+    /// scripts/install links the binary into a bin directory on the PATH and installs bash completion.
+    @Test func installLinksTheBinaryAndCompletion() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("pdpipe-install-" + UUID().uuidString)
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let bin = tmp.appendingPathComponent("bin"), completions = tmp.appendingPathComponent("completions")
+        let binary = try CLI.binary()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = [root.appendingPathComponent("scripts/install").path, "--binary", binary.path, "--bin-dir", bin.path]
+        var env = ProcessInfo.processInfo.environment
+        env["PDPIPE_COMPLETION_DIR"] = completions.path
+        env["PATH"] = bin.path + ":" + (env["PATH"] ?? "/usr/bin:/bin")
+        p.environment = env
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "\(text)")
+        let link = bin.appendingPathComponent("pdpipe").path
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: link) == binary.standardizedFileURL.resolvingSymlinksInPath().path)
+        #expect(text.contains("pdpipe is on the PATH: \(link)"), "\(text)")
+        let completion = try String(contentsOf: completions.appendingPathComponent("pdpipe"), encoding: .utf8)
+        #expect(completion.contains("_pdpipe()") && completion.contains("checkout"))
+        #expect(try CLI.runTool("/bin/bash", [root.appendingPathComponent("scripts/install").path, "--bogus"]) == 2)
+    }
+}
