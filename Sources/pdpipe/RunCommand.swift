@@ -188,8 +188,9 @@ final class Console: @unchecked Sendable {
     /// Whole numbers without decimals (`2048/60000 images`), fractions with up to two (`0.25/1 kimg`).
     static func count(_ v: Double) -> String {
         if v.rounded() == v && abs(v) < 1e15 { return String(Int64(v)) }
-        var s = String(format: "%.2f", v)
+        var s = String(format: abs(v) < 1 ? "%.3f" : "%.2f", v)
         while s.hasSuffix("0") { s.removeLast() }
+        if s.hasSuffix(".") { s.removeLast() }
         return s
     }
 

@@ -128,12 +128,14 @@ struct GCCommand: ParsableCommand {
             throw Exit.badSpec
         }
         for o in plan.objects {
-            print("\(dryRun ? "would remove" : "remove") \(byteCount(o.bytes).padding(toLength: 9, withPad: " ", startingAt: 0)) \(o.kind) \(o.cells.joined(separator: ", ")) (\(o.digest.prefix(12)))")
+            print("\(dryRun ? "would remove" : "remove") object \(o.digest.prefix(12))  \(byteCount(o.bytes))  \(o.kind) \(o.cells.joined(separator: ", "))")
         }
         if !dryRun { try Retention.apply(plan, store: store) }
         let orphans = try removeOrphans(store)
-        print("\(plan.objects.count + orphans.count) objects (\(byteCount(plan.bytes + orphans.bytes))) \(dryRun ? "would be removed" : "removed"), "
-              + "\(plan.forgotten.count) results forgotten; kept \(plan.kept.count) results needed by \(files.count) spec files and the last \(keepRuns) runs")
+        let referenced = dryRun ? Set(try store.allArtifacts()).subtracting(plan.objects.map(\.digest)).count : try store.allArtifacts().count
+        print("\(plan.objects.count + orphans.count) \(dryRun ? "would be removed" : "removed"), \(referenced) objects referenced; "
+              + "\(byteCount(plan.bytes + orphans.bytes)) \(dryRun ? "would be " : "")freed, \(plan.forgotten.count) results forgotten; "
+              + "kept the \(plan.kept.count) results needed by \(files.count) spec files and the last \(keepRuns) runs")
         hold?.release()
     }
 
@@ -152,7 +154,7 @@ struct GCCommand: ParsableCommand {
             let url = store.objectURL(name)
             guard old(url) else { continue }
             let size = Retention.objectBytes(url)
-            print("\(dryRun ? "would remove" : "remove") \(byteCount(size)) unreferenced object \(name.prefix(12))")
+            print("\(dryRun ? "would remove" : "remove") object \(name)  \(byteCount(size))  (no result refers to it)")
             if !dryRun { try fm.removeItem(at: url) }
             count += 1; bytes += size
         }
