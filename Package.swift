@@ -19,7 +19,7 @@ let package = Package(
         // System libraries (Debian: libopenblas-dev, libpng-dev, zlib1g-dev).
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
-        // Small C helpers the engine needs (cpuid, OpenBLAS kernel selection).
+        // Small C helpers (cpuid, OpenBLAS kernel selection; shell stages' process-group spawn).
         .target(name: "CEngineSupport", path: "Sources/CEngineSupport", cSettings: [.unsafeFlags(["-O2"])]),
 
         // Engine: tensors, BLAS backend, layers, U-Net, EDM, data, metrics.
@@ -33,7 +33,7 @@ let package = Package(
             ]
         ),
         // Stages: one file per stage kind, mapping params + inputs to engine calls.
-        .target(name: "Stages", dependencies: ["Engine"]),
+        .target(name: "Stages", dependencies: ["Engine", "CEngineSupport"]),
         // Pipeline: spec, expansion, graph, keys, store, executor, report.
         .target(
             name: "Pipeline",

@@ -2,7 +2,7 @@ import Engine
 import Foundation
 
 /// `kind: sample` — draws images from a `train` stage's EMA weights with EDM's Heun sampler
-/// (PATCH_DIFFUSION.md section 6), full-grid coordinates fixed for all steps.
+/// (docs/edm.md section 5), full-grid coordinates fixed for all steps.
 ///
 /// Image k uses its own random stream of `seed`, so it is the same for any `batch`.
 /// Outputs the images in the dataset artifact layout (`images.bin`, `manifest.json`, so

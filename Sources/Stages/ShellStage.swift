@@ -1,6 +1,8 @@
+import CEngineSupport
 import Foundation
 
-/// `kind: shell` — runs `cmd` with /bin/sh in a fresh scratch directory. Declared `outs` (relative to that
+/// `kind: shell` — runs `cmd` with /bin/sh in strict mode (`set -eu`, and `pipefail` where the shell
+/// has it) in a fresh scratch directory, in its own process group that dies with the runner. Declared `outs` (relative to that
 /// directory) become the artifact; `deps` (relative to the project directory) enter the key by content.
 /// Consumed stages' artifacts are available as `$PDPIPE_IN_<NAME>` and `${inputs.NAME}`; params listed in
 /// `params` as `$PDPIPE_PARAM_<KEY>` (dots -> `_`). A `metrics.json` of numbers written to the scratch
@@ -8,7 +10,7 @@ import Foundation
 public struct ShellStage: StageKind {
     public init() {}
     public var name: String { "shell" }
-    public var version: Int { 1 }
+    public var version: Int { 2 }  // 2: strict mode (set -eu, pipefail)
     public struct Config: StageConfig, Equatable {
         /// Required; the initial value is never used.
         public var cmd = ""
@@ -69,19 +71,16 @@ public struct ShellStage: StageKind {
         env["PDPIPE_PROJECT_DIR"] = context.projectDirectory.path
         env["PDPIPE_STAGE"] = context.cellID
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", cmd]
-        process.currentDirectoryURL = scratch
-        process.environment = env
+        // Strict mode, as Snakemake's: a failing command, an unset variable or (where the shell has
+        // it: bash, not the dash 0.5.12 of Debian 12) a failing pipe stage fails the stage instead of being ignored.
+        // One line, so the shell's line numbers in error messages are the command's own.
+        let script = "set -eu; (set -o pipefail) 2>/dev/null && set -o pipefail; " + cmd
         let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
+        let pid = Self.spawn(["/bin/sh", "-c", script], env: env, cwd: scratch.path,
+                             output: pipe.fileHandleForWriting.fileDescriptor)
+        try? pipe.fileHandleForWriting.close()
+        guard pid > 0 else { throw StageError("cannot start /bin/sh: \(String(cString: strerror(-pid)))") }
         let tail = LogTail()
-        let finished = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in finished.signal() }
-        do { try process.run() } catch { throw StageError("cannot start /bin/sh: \(error)") }
 
         // Stream the command's output as log lines, keeping the tail for failure messages.
         let reader = DispatchGroup()
@@ -104,23 +103,30 @@ public struct ShellStage: StageKind {
                 tail.add(line); emit(.log(line))
             }
         }
-        // Foundation starts the child in its own process group, so a terminal Ctrl-C does not reach it:
-        // forward SIGINT to the whole group, then SIGKILL whatever is left after a grace period.
+        // The command runs in its own process group (pid = group id), so a terminal Ctrl-C does not
+        // reach it: forward SIGINT to the whole group, then SIGKILL whatever is left after a grace period.
+        // This thread waits for it: the death signal that stops orphans is tied to the spawning thread.
         var cancelledAt: Date?
-        while finished.wait(timeout: .now() + .milliseconds(100)) == .timedOut {
+        var status: Int32 = 0
+        while true {
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid || (r < 0 && errno != EINTR) { break }
             if context.isCancelled() && cancelledAt == nil {
                 cancelledAt = Date()
-                kill(-process.processIdentifier, SIGINT)
+                kill(-pid, SIGINT)
             } else if let t = cancelledAt, Date().timeIntervalSince(t) > 3 {
-                kill(-process.processIdentifier, SIGKILL)
+                kill(-pid, SIGKILL)
             }
+            usleep(20_000)
         }
+        // A background process the command left behind would hold the pipe open: end the group.
+        kill(-pid, SIGKILL)
         let cancelled = cancelledAt != nil
         reader.wait()
         if cancelled || context.isCancelled() { throw StageCancelled() }
-        guard process.terminationReason == .exit, process.terminationStatus == 0 else {
-            let how = process.terminationReason == .exit ? "exit status \(process.terminationStatus)"
-                : "signal \(process.terminationStatus)"
+        let exited = status & 0x7f == 0, code = (status >> 8) & 0xff, signal = status & 0x7f
+        guard exited, code == 0 else {
+            let how = exited ? "exit status \(code)" : "signal \(signal)"
             throw StageError("command failed with \(how); last output:\n" + tail.lines.map { "  | " + $0 }.joined(separator: "\n"))
         }
 
@@ -134,16 +140,35 @@ public struct ShellStage: StageKind {
                 if let n = v as? NSNumber { metrics[k] = n.doubleValue }
             }
         }
-        for out in config.outs {
+        let outs = config.outs
+        let missing = outs.filter { !fm.fileExists(atPath: scratch.appendingPathComponent($0).path) }
+        if !missing.isEmpty {
+            let names = missing.map { "`\($0)`" }.joined(separator: ", ")
+            throw StageError("declared out\(missing.count > 1 ? "s" : "") \(names) not written by the command "
+                             + "(outs are relative to its working directory, a fresh scratch directory; "
+                             + "the project is $PDPIPE_PROJECT_DIR)")
+        }
+        for out in outs {
             let source = scratch.appendingPathComponent(out)
-            guard fm.fileExists(atPath: source.path) else {
-                throw StageError("declared out `\(out)` was not written by the command")
-            }
             let target = context.outputDirectory.appendingPathComponent(out)
             try fm.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
             try fm.moveItem(at: source, to: target)
         }
         return StageOutcome(metrics: metrics)
+    }
+
+    /// fork/exec through `pd_spawn_group` (C), which Foundation's Process cannot do: its own process
+    /// group plus a death signal that ends the group when the runner dies.
+    static func spawn(_ argv: [String], env: [String: String], cwd: String, output: Int32) -> pid_t {
+        let envStrings = env.map { $0.key + "=" + $0.value }
+        var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        var cEnv: [UnsafeMutablePointer<CChar>?] = envStrings.map { strdup($0) } + [nil]
+        defer { (cArgs + cEnv).forEach { free($0) } }
+        return cArgs.withUnsafeMutableBufferPointer { a in
+            cEnv.withUnsafeMutableBufferPointer { e in
+                pd_spawn_group(argv[0], a.baseAddress, e.baseAddress, cwd, output)
+            }
+        }
     }
 
     private func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }

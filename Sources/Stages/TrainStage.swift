@@ -2,7 +2,7 @@ import Engine
 import Foundation
 
 /// `kind: train` — Patch Diffusion training of a DDPM++ U-Net on a dataset artifact
-/// (PATCH_DIFFUSION.md sections 1-5). `real_p: 1` is exactly EDM's full-image baseline.
+/// (docs/patch-diffusion.md, docs/edm.md). `real_p: 1` is exactly EDM's full-image baseline.
 ///
 /// Outputs: `ema.pdt` (EMA weights + network config; what `sample` reads), `config.json`
 /// (the resolved training configuration), `training_log.jsonl` (one line per tick: kimg, step,

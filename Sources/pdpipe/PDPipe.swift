@@ -10,11 +10,12 @@ struct PDPipe: ParsableCommand {
         abstract: "A declarative experiment-pipeline runner with a content-addressed cache.",
         version: versionDescription + "\n" + Engine.blasDescription,
         subcommands: [RunCommand.self, StatusCommand.self, WhyCommand.self, DagCommand.self, RunsCommand.self,
-                      LogsCommand.self, ReportCommand.self, CacheCommand.self, GCCommand.self, KindsCommand.self])
+                      LogsCommand.self, ReportCommand.self, ShowCommand.self, CheckoutCommand.self, CacheCommand.self,
+                      GCCommand.self, KindsCommand.self])
 
-    /// Like ArgumentParser's main, but usage errors exit 2 (DESIGN.md), not EX_USAGE (64).
+    /// Like ArgumentParser's main, but usage errors exit 2 (README "Commands"), not EX_USAGE (64).
     static func main() {
-        // Threads and the OpenBLAS kernel are chosen once, before any compute (DESIGN.md "Engine").
+        // Threads and the OpenBLAS kernel are chosen once, before any compute (README "Engine").
         Engine.startUp()
         do {
             var command = try parseAsRoot()
@@ -29,7 +30,7 @@ struct PDPipe: ParsableCommand {
     }
 }
 
-/// Exit codes (DESIGN.md): 0 ok, 1 a stage failed, 2 bad usage/spec, 3 stale (`status --exit-code`),
+/// Exit codes (README "Commands"): 0 ok, 1 a stage failed, 2 bad usage/spec, 3 stale (`status --exit-code`),
 /// 130 interrupted. `run` and `status` exit through `finish(_:keeping:)` with the numeric code.
 enum Exit {
     static let stageFailed = ExitCode(1)

@@ -14,13 +14,16 @@ struct StatusCommand: ParsableCommand {
         var options = RunOptions()
         options.targets = targets
         let lines = try catchingSpecErrors { try Runner(expansion: expansion, store: store).plan(options) }
+        let estimates = try planEstimates(lines, expansion: expansion, store: store)
         if json {
+            // Each stage with its estimated seconds (null when there is no recorded basis).
             let items = lines.map { l -> String in
-                "{\"id\":\(jsonQuote(l.id)),\"action\":\"\(l.action.rawValue)\",\"reason\":\(jsonQuote(l.reason)),\"key\":\(l.key.map(jsonQuote) ?? "null")}"
+                let e = estimates[l.id].map { "{\"seconds\":\(String(format: "%.3f", $0.seconds)),\"basis\":\(jsonQuote($0.basis))}" } ?? "null"
+                return "{\"id\":\(jsonQuote(l.id)),\"action\":\"\(l.action.rawValue)\",\"reason\":\(jsonQuote(l.reason)),\"key\":\(l.key.map(jsonQuote) ?? "null"),\"estimate\":\(e)}"
             }
             print("[" + items.joined(separator: ",\n ") + "]")
         } else {
-            printPlan(lines)
+            printPlan(lines, estimates: estimates)
         }
         finish(exitCode && lines.contains(where: { $0.action != .upToDate }) ? 3 : 0, keeping: store)
     }

@@ -38,8 +38,13 @@ struct RunCommand: ParsableCommand {
         options.keepGoing = keepGoing
         if dryRun {
             let lines = try catchingSpecErrors { try runner.plan(options) }
-            printPlan(lines)
+            printPlan(lines, estimates: try planEstimates(lines, expansion: expansion, store: store))
             finish(0, keeping: store)
+        }
+        // Held shared while running: `gc` waits for it, so it never removes an object this run uses.
+        // Never released by hand: the run exits through `finish`, and the kernel drops the lock then.
+        _ = try StoreUseLock(store: store, exclusive: false) {
+            printError("waiting for a running `pdpipe gc` of this store to finish")
         }
         let interrupt = Interrupt.install()
         let console = Console(verbose: verbose)
@@ -77,14 +82,26 @@ func finish(_ code: Int32, keeping store: Store) -> Never {
     }
 }
 
-func printPlan(_ lines: [PlanLine]) {
+/// One line per stage; RUN lines carry their estimated time (`~41 min`) when recorded results allow one.
+func printPlan(_ lines: [PlanLine], estimates: [String: CostEstimate] = [:]) {
     for l in lines {
-        print(l.action.rawValue + " " + l.id + (l.action == .run || l.action == .extend ? " (\(l.reason))" : ""))
+        let estimate = estimates[l.id].map { " ~" + CostEstimator.format($0.seconds) } ?? ""
+        print(l.action.rawValue + " " + l.id + (l.action == .run || l.action == .extend ? " (\(l.reason))" + estimate : ""))
     }
     let run = lines.filter { $0.action == .run || $0.action == .extend }.count
     let restore = lines.filter { $0.action == .restore }.count
     let ok = lines.filter { $0.action == .upToDate }.count
     print("\(run) to run, \(restore) to restore, \(ok) up-to-date")
+    if !estimates.isEmpty {
+        let total = estimates.values.reduce(0) { $0 + $1.seconds }
+        print("estimated run time: ~\(CostEstimator.format(total)) (\(estimates.count) of \(run) stages to run estimated; one at a time)")
+    }
+}
+
+/// Estimates for the plan's RUN lines; none when nothing runs (a no-op status stays fast).
+func planEstimates(_ lines: [PlanLine], expansion: Expansion, store: Store) throws -> [String: CostEstimate] {
+    guard lines.contains(where: { $0.action == .run }) else { return [:] }
+    return try CostEstimator(expansion: expansion, store: store).estimates(lines)
 }
 
 /// SIGINT sets a flag the runner polls; a second SIGINT exits at once.
@@ -112,12 +129,15 @@ final class Interrupt: @unchecked Sendable {
     }
 }
 
-/// Prints run events: plain lines, plus a one-line progress bar on a terminal.
+/// Prints run events: plain lines; progress on a terminal as one bar per running stage, redrawn in
+/// place below the plain lines; in a pipe or log, one plain line per tenth of the way.
 final class Console: @unchecked Sendable {
     private let lock = NSLock()
     private let tty = isatty(STDOUT_FILENO) != 0
     private let verbose: Bool
-    private var barShown = false
+    /// Progress lines on screen (running stages, in start order) and how many are drawn.
+    private var bars: [(id: String, text: String)] = []
+    private var drawn = 0
     private var started: [String: Date] = [:]
     private var lastPlainProgress: [String: Double] = [:]
 
@@ -130,6 +150,7 @@ final class Console: @unchecked Sendable {
             started[id] = Date()
             say("\(action.rawValue) \(id) (\(reason))")
         case .done(let line):
+            bars.removeAll { $0.id == line.id }
             switch line.action {
             case .run, .extend: say("  done \(line.id) in \(String(format: "%.2f", line.seconds)) s")
             case .restore: say("RESTORE \(line.id)")
@@ -146,12 +167,12 @@ final class Console: @unchecked Sendable {
                 let left = Date().timeIntervalSince(t0) * (1 - fraction) / fraction
                 eta = " ETA " + (left >= 60 ? "\(Int(left / 60))m\(Int(left) % 60)s" : "\(Int(left))s")
             }
-            let text = "\(id) \(String(format: "%.1f", done))/\(String(format: "%.1f", total)) \(unit) \(detail)\(eta)"
+            let text = "\(id) \(Self.count(done))/\(Self.count(total)) \(unit) \(detail)\(eta)"
             if tty {
                 let width = 24, filled = Int(fraction * Double(width))
-                let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-                FileHandle.standardOutput.write(Data("\r\u{1B}[K[\(bar)] \(text)".utf8))
-                barShown = true
+                let bar = "[" + String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled) + "] " + text
+                if let i = bars.firstIndex(where: { $0.id == id }) { bars[i].text = bar } else { bars.append((id, bar)) }
+                redraw()
             } else if fraction - (lastPlainProgress[id] ?? -1) >= 0.1 || fraction >= 1 && lastPlainProgress[id] != 1 {
                 lastPlainProgress[id] = fraction
                 print("  " + text)
@@ -164,14 +185,42 @@ final class Console: @unchecked Sendable {
         }
     }
 
+    /// Whole numbers without decimals (`2048/60000 images`), fractions with up to two (`0.25/1 kimg`).
+    static func count(_ v: Double) -> String {
+        if v.rounded() == v && abs(v) < 1e15 { return String(Int64(v)) }
+        var s = String(format: abs(v) < 1 ? "%.3f" : "%.2f", v)
+        while s.hasSuffix("0") { s.removeLast() }
+        if s.hasSuffix(".") { s.removeLast() }
+        return s
+    }
+
+    /// Erases the drawn bars (cursor back to where the first one started).
+    private func erase() {
+        guard drawn > 0 else { return }
+        FileHandle.standardOutput.write(Data("\r\u{1B}[\(drawn)A\u{1B}[J".utf8))
+        drawn = 0
+    }
+
+    private func redraw() {
+        erase()
+        // Clipped to the terminal's width: a wrapped line would break the cursor arithmetic.
+        var size = winsize()
+        let columns = ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 0 ? Int(size.ws_col) - 1 : 119
+        let text = bars.map { String($0.text.prefix(columns)) + "\n" }.joined()
+        FileHandle.standardOutput.write(Data(text.utf8))
+        drawn = bars.count
+    }
+
     private func say(_ s: String) {
-        if barShown { FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8)); barShown = false }
+        erase()
         print(s)
         fflush(nil)
+        if tty && !bars.isEmpty { redraw() }
     }
 
     func finish() {
         lock.lock(); defer { lock.unlock() }
-        if barShown { FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8)); barShown = false }
+        bars.removeAll()
+        erase()
     }
 }

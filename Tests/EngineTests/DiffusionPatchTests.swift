@@ -29,7 +29,7 @@ import Testing
     }
 
     @Test func averageMultiplier() {
-        // 0.2*4 + 0.3*2 + 0.5*1 = 1.9 (PATCH_DIFFUSION.md section 1).
+        // 0.2*4 + 0.3*2 + 0.5*1 = 1.9 (docs/patch-diffusion.md section 1).
         #expect(abs(PatchSchedule(resolution: 64, realP: 0.5).averageMultiplier - 1.9) < 1e-12)
         #expect(abs(PatchSchedule(resolution: 64, realP: 0).averageMultiplier - 2.8) < 1e-12)
         #expect(PatchSchedule(resolution: 64, realP: 0.5).sizes == [16, 32, 64])

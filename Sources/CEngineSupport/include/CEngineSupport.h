@@ -16,4 +16,13 @@ pd_cpu_features pd_detect_cpu_features(void);
 /// glibc: keep freed memory in the heap (mallopt mmap/trim thresholds) so per-step buffers
 /// are reused instead of page-faulted and zero-filled again. No-op elsewhere.
 void pd_keep_freed_memory(void);
+
+#include <sys/types.h>
+/// Starts `path argv` (environment `envp`, directory `cwd`, stdout and stderr to `out_fd`, stdin
+/// /dev/null) under a group-leader process of its own process group that exits with the command's
+/// status and, on Linux, kills the whole group when the calling thread exits (PR_SET_PDEATHSIG
+/// fires on the forking thread's exit, which includes the runner being killed), so no command
+/// outlives a killed runner. Returns the leader's pid (= the
+/// process group id) or -errno. The calling thread must be the one that waits for it.
+pid_t pd_spawn_group(const char *path, char *const argv[], char *const envp[], const char *cwd, int out_fd);
 #endif

@@ -1,6 +1,6 @@
 import Foundation
 
-/// EDM's training loss on a round of patches (PATCH_DIFFUSION.md section 3).
+/// EDM's training loss on a round of patches (docs/edm.md section 2).
 ///
 /// One sigma per patch with ln sigma ~ N(P_mean, P_std^2), noise n ~ N(0, sigma^2 I),
 /// per-element loss lambda(sigma) (D(y + n; sigma) - y)^2 over the image channels.

@@ -1,6 +1,6 @@
 import Foundation
 
-/// EDM's preconditioning (PATCH_DIFFUSION.md section 3):
+/// EDM's preconditioning (docs/edm.md section 1):
 /// D(x; sigma, pos) = c_skip x + c_out F(cat(c_in x, pos), c_noise) with
 /// c_skip = sd^2 / (sigma^2 + sd^2), c_out = sigma sd / sqrt(sigma^2 + sd^2),
 /// c_in = 1 / sqrt(sigma^2 + sd^2), c_noise = ln(sigma) / 4.

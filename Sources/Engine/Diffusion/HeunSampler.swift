@@ -1,7 +1,7 @@
 import Foundation
 
 /// EDM's deterministic/stochastic Heun sampler (Karras et al. 2022, Algorithm 2;
-/// PATCH_DIFFUSION.md section 6), written against a denoiser closure D(x; t).
+/// docs/edm.md section 5), written against a denoiser closure D(x; t).
 ///
 /// Every image k draws its initial noise and churn noise from its own stream
 /// `RandomGenerator(seed:stream: k)`, so image k is identical for any batch size.

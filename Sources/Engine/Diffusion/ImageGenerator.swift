@@ -1,6 +1,6 @@
 import Foundation
 
-/// Draws images from trained EMA weights with the Heun sampler (PATCH_DIFFUSION.md section 6),
+/// Draws images from trained EMA weights with the Heun sampler (docs/edm.md section 5),
 /// feeding the full-grid coordinate planes at every step.
 public final class ImageGenerator {
     public enum CoordinateMode: String, Sendable, CaseIterable, Codable {

@@ -1,4 +1,4 @@
-/// Coordinate channels (PATCH_DIFFUSION.md section 2): two planes [x, y] holding the
+/// Coordinate channels (docs/patch-diffusion.md section 2): two planes [x, y] holding the
 /// pixel's position in the FULL image, x = column j + c, y = row i + r, each mapped by
 /// coord = 2 * idx / (R - 1) - 1 so the full grid spans [-1, 1] from top-left to bottom-right.
 public enum PatchCoordinates {

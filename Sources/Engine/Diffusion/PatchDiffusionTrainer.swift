@@ -30,7 +30,7 @@ public struct TrainingCancelled: Error, Sendable {
     public let step: Int
 }
 
-/// Patch Diffusion training (PATCH_DIFFUSION.md sections 1-4) of a SongUNet on a set of images,
+/// Patch Diffusion training (docs/patch-diffusion.md, docs/edm.md sections 1-3) of a SongUNet on a set of images,
 /// with EMA, LR warm-up, checkpoints and exact resume.
 ///
 /// Per optimiser step: draw a patch size s (one per round), load m(s) * B images at random,

@@ -1,4 +1,4 @@
-/// Which patch size a training round uses (PATCH_DIFFUSION.md section 1).
+/// Which patch size a training round uses (docs/patch-diffusion.md section 1).
 ///
 /// Three sizes: R/4, R/2 and R. The stochastic schedule draws one size per round with
 /// probabilities 0.4(1-p), 0.6(1-p), p; the progressive schedule walks through them by

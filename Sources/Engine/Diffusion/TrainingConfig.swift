@@ -1,5 +1,5 @@
-/// Everything that determines a Patch Diffusion training run (PATCH_DIFFUSION.md sections 1-4):
-/// its result and nothing else. How often to checkpoint is an operational choice of `run`.
+/// Everything that determines a Patch Diffusion training run (docs/patch-diffusion.md, docs/edm.md
+/// sections 1-3): its result and nothing else. How often to checkpoint is an operational choice of `run`.
 public struct TrainingConfig: Sendable, Equatable, Codable {
     public var network: UNetConfig
     /// R, the (square) training resolution.

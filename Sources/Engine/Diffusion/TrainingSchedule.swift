@@ -1,7 +1,7 @@
 import Foundation
 
 /// Learning-rate warm-up, EMA half-life with ramp, and counted-image bookkeeping
-/// (PATCH_DIFFUSION.md section 4). A patch counts as one image; a step counts B * m_avg images.
+/// (docs/edm.md section 3, docs/patch-diffusion.md section 3). A patch counts as one image; a step counts B * m_avg images.
 public struct TrainingSchedule: Sendable, Equatable, Codable {
     /// B, images per round before the patch multiplier.
     public var batch: Int

@@ -1,4 +1,4 @@
-/// Configuration of the SongUNet / DDPM++ network (PATCH_DIFFUSION.md section 5).
+/// Configuration of the SongUNet / DDPM++ network (docs/edm.md section 4).
 public struct UNetConfig: Sendable, Equatable, Codable {
     /// C, image channels (the output channels).
     public var imageChannels: Int

@@ -2,7 +2,7 @@ import Foundation
 
 /// Adam (Kingma & Ba; PyTorch's formulation) with EDM's gradient sanitisation:
 /// before each step every gradient is cleaned in place, nan -> 0, +inf -> 1e5, -inf -> -1e5
-/// (PATCH_DIFFUSION.md section 4). The moment buffers align with the parameter list
+/// (docs/edm.md section 3). The moment buffers align with the parameter list
 /// passed to `init`; `state` is plain data for checkpoints.
 public final class Adam {
     public struct State: Codable, Sendable, Equatable {

@@ -71,7 +71,11 @@ public struct ExperimentReport: Sendable {
         file = runner.scope
         title = exp.spec.file.deletingPathExtension().lastPathComponent
         description = Self.describe(exp)
-        axes = exp.spec.matrix.map(\.key).sorted()
+        // Axes fixed by `-S` stay axes with one value (as in `table` stages), so a `report:`
+        // baseline or sort column that names them keeps working for the one cell that runs.
+        let fixed = exp.spec.fixedAxes.sorted { $0.key < $1.key }
+        let allAxes = exp.spec.matrix + fixed
+        axes = allAxes.map(\.key).sorted()
         let names = Expansion.shortNames(axes)
         axisNames = axes.map { names[$0]! }
         notes = []
@@ -99,7 +103,8 @@ public struct ExperimentReport: Sendable {
 
         let order = Expansion.topologicalOrder(exp.spec.stages).filter { !$0.kind.gathersCells }
         var allCells: [Cell] = []
-        for assignment in exp.cells {
+        let fullCells = exp.cells.map { cell in (cell + fixed.map { (key: $0.key, value: $0.values[0]) }).sorted { $0.key < $1.key } }
+        for assignment in fullCells {
             var metrics: [String: Double] = [:], params: [String: ParamValue] = [:]
             var grid: URL?, gridStage: String?, curve: [(x: Double, y: Double)] = []
             var changed = false, complete = true
@@ -151,7 +156,7 @@ public struct ExperimentReport: Sendable {
                     throw ReportError("--baseline \(pair): `\(k)` is not a matrix axis" + (axes.isEmpty ? "" : " (axes: \(axes.joined(separator: ", ")))"))
                 }
                 let value = SpecLoader.parseScalar(raw)
-                guard let match = exp.spec.matrix.first(where: { $0.key == axis })?.values.first(where: { Self.same($0, value) }) else {
+                guard let match = allAxes.first(where: { $0.key == axis })?.values.first(where: { Self.same($0, value) }) else {
                     throw ReportError("--baseline \(pair): `\(axis)` has no value \(raw) in the matrix")
                 }
                 fixed.append((axis, match))

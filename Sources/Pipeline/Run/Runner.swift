@@ -13,6 +13,8 @@ public struct PlanLine: Sendable {
     public var reason: String
     public var key: String?
     public var seconds: Double = 0
+    /// For EXTEND: the fraction of the budget (kimg) the extended run has already done.
+    public var doneFraction: Double = 0
 }
 
 /// Things the runner reports while it works (the CLI prints them).

@@ -90,8 +90,11 @@ extension Runner {
                 settled[inst.id] = SettledInput(r)
                 lines.append(PlanLine(id: inst.id, action: decided.decision.action,
                                       reason: decided.decision.action == .restore ? "stored key" : "", key: decided.key.key))
-            case .run(let reason), .extend(_, let reason):
-                lines.append(PlanLine(id: inst.id, action: decided.decision.action, reason: reason, key: decided.key.key))
+            case .run(let reason):
+                lines.append(PlanLine(id: inst.id, action: .run, reason: reason, key: decided.key.key))
+            case .extend(let base, let reason):
+                let done = (base.budget ?? 0) / max(decided.key.budget ?? 1, 1e-12)
+                lines.append(PlanLine(id: inst.id, action: .extend, reason: reason, key: decided.key.key, doneFraction: done))
             }
         }
         return lines

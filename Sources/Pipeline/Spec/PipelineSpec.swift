@@ -31,6 +31,9 @@ public struct LoadedSpec: Sendable {
     public var params: ParamTree
     public var stages: [StageDecl]
     public var matrix: [MatrixAxis]
+    /// Axes of the experiment's matrix that `-S key=value` fixed to one value: they run that cell,
+    /// and the report treats them as one-valued axes, as `table` stages do.
+    public var fixedAxes: [MatrixAxis] = []
     /// `report`/`tables` sections of the experiment, kept for the report command.
     public var report: ParamValue?
     public var tables: ParamValue?
@@ -126,6 +129,8 @@ public enum SpecLoader {
         }
 
         // Command-line overrides: `key=value` sets, `key=a,b` sweeps.
+        var given: [String: String] = [:]
+        var fixedAxes: [MatrixAxis] = []
         for o in overrides {
             guard let eq = o.firstIndex(of: "=") else {
                 diagnostics.append(SpecDiagnostic(nil, "-S \(o): expected key=value")); continue
@@ -135,8 +140,18 @@ public enum SpecLoader {
                 diagnostics.append(SpecDiagnostic(nil, "-S \(o): `\(key)` is not a param of the pipeline" + didYouMean(key, among: declaredKeys)))
                 continue
             }
+            // The last of two values would win silently; a sweep is spelled `key=a,b`.
+            if let earlier = given[key] {
+                diagnostics.append(SpecDiagnostic(nil, "-S \(key) is given twice: `\(key)=\(earlier)` and `\(key)=\(raw)`"
+                                                  + " (to sweep both, write -S \(key)=\(earlier),\(raw))"))
+                continue
+            }
+            given[key] = raw
             let loc = SourceLocation(file: "-S", line: 1, column: 1)
             let values = raw.split(separator: ",", omittingEmptySubsequences: false).map { parseScalar(String($0)) }
+            if values.count == 1, matrix.contains(where: { $0.key == key }) {
+                fixedAxes.append(MatrixAxis(key: key, values: values, location: loc))
+            }
             matrix.removeAll { $0.key == key }
             if values.count == 1 { params.set(key, values[0], location: loc) }
             else { matrix.append(MatrixAxis(key: key, values: values, location: loc)) }
@@ -149,6 +164,14 @@ public enum SpecLoader {
             if let b = r["baseline"] {
                 if let entries = b.entries {
                     for e in entries where !matrix.contains(where: { $0.key == e.key }) {
+                        // An axis fixed by `-S` is a one-valued axis (the `table` stage's rule).
+                        if let axis = fixedAxes.first(where: { $0.key == e.key }) {
+                            if !axis.values.contains(where: { sameValue($0, e.value.value) }) {
+                                diagnostics.append(SpecDiagnostic(e.value.location, "report baseline: `\(e.key)` has no value "
+                                    + "\(e.value.value.shortDescription) in the matrix (values: \(axis.values.map(\.shortDescription).joined(separator: ", ")), set by -S)"))
+                            }
+                            continue
+                        }
                         diagnostics.append(SpecDiagnostic(e.keyLocation, "report baseline: `\(e.key)` is not a matrix axis"
                                                           + didYouMean(e.key, among: matrix.map(\.key))))
                     }
@@ -207,7 +230,7 @@ public enum SpecLoader {
         return LoadedSpec(
             file: file, pipelineFile: pipelineFile, experimentFile: isExperiment ? file : nil,
             projectDirectory: projectRoot(for: file), params: params, stages: stages, matrix: matrix,
-            report: report, tables: tables)
+            fixedAxes: fixedAxes, report: report, tables: tables)
     }
 
     /// Nearest ancestor of the file holding `pipelines/` or `.git`; else the file's directory.
@@ -229,6 +252,12 @@ public enum SpecLoader {
         let cwd = FileManager.default.currentDirectoryPath
         let p = url.standardizedFileURL.path
         return p.hasPrefix(cwd + "/") ? String(p.dropFirst(cwd.count + 1)) : p
+    }
+
+    /// Numbers compare by value (`1` and `1.0` name the same axis value).
+    static func sameValue(_ a: ParamValue, _ b: ParamValue) -> Bool {
+        if let x = a.doubleValue, let y = b.doubleValue { return x == y }
+        return a == b
     }
 
     /// `-S` values: YAML scalar rules (numbers, booleans, strings).
