@@ -5,10 +5,18 @@ import Foundation
 /// into environment variables, or the fields of the stage another one consumes. Made before any work,
 /// so a mistake is reported at its line instead of after upstream stages ran.
 public enum SpecChecks {
+    public static func isASCIILetter(_ u: Unicode.Scalar) -> Bool { (u >= "a" && u <= "z") || (u >= "A" && u <= "Z") }
+    public static func isASCIIDigit(_ u: Unicode.Scalar) -> Bool { u >= "0" && u <= "9" }
+
+    /// ASCII letters, digits and the scalars of `extra`.
+    public static func isPlainName(_ s: String, extra: String) -> Bool {
+        s.unicodeScalars.allSatisfy { isASCIILetter($0) || isASCIIDigit($0) || extra.unicodeScalars.contains($0) }
+    }
+
     /// `[A-Za-z_][A-Za-z0-9_]*`: the names `sh` can read back as `$NAME`.
     public static func isEnvironmentName(_ s: String) -> Bool {
-        guard let first = s.unicodeScalars.first, first.isASCII, first.properties.isAlphabetic || first == "_" else { return false }
-        return s.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_") }
+        guard let first = s.unicodeScalars.first, !isASCIIDigit(first) else { return false }
+        return isPlainName(s, extra: "_")
     }
 
     /// Names that map to one variable (`a-b` and `a_b` are both `..._A_B`): the stage would see one
@@ -41,7 +49,7 @@ public enum SpecChecks {
             out.append(("env", key, "env name `\(key.debugDescription.dropFirst().dropLast())` is not a variable name (letters, digits and `_`, not starting with a digit)"))
         }
         let keys = (fields["params"]?.listValue ?? []).compactMap(\.stringValue)
-        for k in keys where !k.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "_-.".unicodeScalars.contains($0)) }) {
+        for k in keys where !isPlainName(k, extra: "_-.") {
             out.append(("params", k, "param `\(k)` cannot be exported as an environment variable (ASCII letters, digits, `_`, `-` and `.` only)"))
         }
         for c in clashes(keys, prefix: "PDPIPE_PARAM_") {

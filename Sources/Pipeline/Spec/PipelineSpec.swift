@@ -94,22 +94,23 @@ public enum SpecLoader {
             if p.entries == nil { diagnostics.append(SpecDiagnostic(p.location, "`params` must be a map")) }
             else { params.declare(p) }
         }
-        let declaredKeys = params.allKeys
-        let declaredSet = Set(declaredKeys)
+        // Sorted names only for did-you-mean, on errors: sorting 100k keys costs more than loading them.
+        let declaredTree = params
+        let declaredSet = Set(params.locations.keys)
         var matrix: [MatrixAxis] = []
         var report: ParamValue?
         var tables: ParamValue?
         if isExperiment {
             if let p = top["params"] {
                 if p.entries == nil { diagnostics.append(SpecDiagnostic(p.location, "`params` must be a map")) }
-                else { applyOverrides(p, prefix: "", to: &params, declared: declaredSet, names: declaredKeys, into: &diagnostics) }
+                else { applyOverrides(p, prefix: "", to: &params, declared: declaredSet, names: { declaredTree.allKeys }, into: &diagnostics) }
             }
             if let m = top["matrix"] {
                 if let mEntries = m.entries {
                     for e in mEntries {
                         guard params.contains(e.key) else {
                             diagnostics.append(SpecDiagnostic(e.keyLocation,
-                                "matrix key `\(e.key)` is not a param of the pipeline" + didYouMean(e.key, among: declaredKeys)))
+                                "matrix key `\(e.key)` is not a param of the pipeline" + didYouMean(e.key, among: declaredTree.allKeys)))
                             continue
                         }
                         guard case .list(let items, _) = e.value, !items.isEmpty else {
@@ -144,7 +145,7 @@ public enum SpecLoader {
             }
             let key = String(o[..<eq]), raw = String(o[o.index(after: eq)...])
             guard params.contains(key) else {
-                diagnostics.append(SpecDiagnostic(nil, "-S \(o): `\(key)` is not a param of the pipeline" + didYouMean(key, among: declaredKeys)))
+                diagnostics.append(SpecDiagnostic(nil, "-S \(o): `\(key)` is not a param of the pipeline" + didYouMean(key, among: declaredTree.allKeys)))
                 continue
             }
             if case .map(let m)? = params.value(at: key) {
@@ -268,12 +269,12 @@ public enum SpecLoader {
     }
 
     private static func applyOverrides(_ yaml: YAMLValue, prefix: String, to params: inout ParamTree,
-                                       declared: Set<String>, names: [String], into d: inout [SpecDiagnostic]) {
+                                       declared: Set<String>, names: () -> [String], into d: inout [SpecDiagnostic]) {
         for e in yaml.entries ?? [] {
             let key = prefix.isEmpty ? e.key : prefix + "." + e.key
             guard declared.contains(key) else {
                 d.append(SpecDiagnostic(e.keyLocation, "unknown param `\(key)` (the pipeline does not declare it)"
-                                        + didYouMean(key, among: names)))
+                                        + didYouMean(key, among: names())))
                 continue
             }
             // Descend into maps the pipeline declares as maps; otherwise replace the value.
@@ -370,8 +371,7 @@ public enum SpecLoader {
         if name.utf8.count > maxStageNameLength {
             return "stage name `\(shown.prefix(40))...` is \(name.utf8.count) bytes long (at most \(maxStageNameLength))"
         }
-        let allowed = name.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "_-.".unicodeScalars.contains($0)) }
-        if !allowed || name.hasPrefix(".") || name.hasPrefix("-") {
+        if !SpecChecks.isPlainName(name, extra: "_-.") || name.hasPrefix(".") || name.hasPrefix("-") {
             return "stage name `\(shown)` may only contain ASCII letters, digits, `_`, `-` and `.` (and not start with `.` or `-`)"
         }
         return nil

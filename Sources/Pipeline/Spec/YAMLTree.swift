@@ -95,7 +95,9 @@ public indirect enum YAMLValue: Sendable {
         // is small once composed but exponential to walk. Stopping at the anchor, which a walk in
         // document order meets before any alias of it, keeps this linear in the file's size.
         if let anchor = node.anchor {
-            diagnostics.append(SpecDiagnostic(loc, "YAML anchors and aliases (`&\(anchor.rawValue)`, `*\(anchor.rawValue)`) are not supported; write the value out"))
+            // Each use of an alias meets the anchored node again: report it once.
+            let d = SpecDiagnostic(loc, "YAML anchors and aliases (`&\(anchor.rawValue)`, `*\(anchor.rawValue)`) are not supported; write the value out")
+            if !diagnostics.contains(d) { diagnostics.append(d) }
             return .scalar(.null, loc)
         }
         switch node {
