@@ -15,7 +15,12 @@ public enum Digest {
     /// opened descriptor (non-blocking open), so a file swapped for a FIFO in between cannot hang us.
     public static func file(_ url: URL) throws -> String {
         let fd = open(url.path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { throw StoreError("cannot read `\(url.path)`: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            // A file removed meanwhile is reported as Foundation does, so callers that treat a
+            // vanished object as missing (a concurrent verifier removing it) still recognise it.
+            if errno == ENOENT { throw CocoaError(.fileReadNoSuchFile, userInfo: [NSFilePathErrorKey: url.path]) }
+            throw StoreError("cannot read `\(url.path)`: \(String(cString: strerror(errno)))")
+        }
         let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw StoreError("cannot read `\(url.path)`: \(String(cString: strerror(errno)))") }
@@ -47,9 +52,8 @@ public enum Digest {
         let base = dir.standardizedFileURL.path
         func walk(_ path: String, _ rel: String) throws {
             let names: [String]
-            do { names = try FileManager.default.contentsOfDirectory(atPath: path) } catch {
-                throw StoreError("cannot list `\(path)`: \(Store.describe(error))")
-            }
+            // Foundation's error as is (a directory removed meanwhile is "no such file", see `file`).
+            names = try FileManager.default.contentsOfDirectory(atPath: path)
             for name in names {
                 let full = path + "/" + name, childRel = rel.isEmpty ? name : rel + "/" + name
                 var st = stat()
