@@ -47,7 +47,7 @@ let package = Package(
         // CLI: argument parsing and printing only.
         .executableTarget(
             name: "pdpipe",
-            dependencies: ["Pipeline", "Engine", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Pipeline", "Stages", "Engine", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Benchmarks (release build): `swift run -c release pdpipe-bench --help`.
         .executableTarget(

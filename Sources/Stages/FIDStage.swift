@@ -11,29 +11,41 @@ import Foundation
 public struct FIDStage: StageKind {
     public init() {}
     public var name: String { "fid" }
-    public var version: Int { 1 }
+    // 2: measurements (seconds, speeds) left the artifact for the store.
+    public var version: Int { 2 }
 
-    public var params: [ParamSpec] {
-        @Sendable func positive(_ v: ParamValue) -> String? { (v.intValue ?? 0) >= 1 ? nil : "must be a positive integer" }
-        return [
-            ParamSpec("max_images", .int, default: .int(0), help: "samples used (seeded random subset); 0: all",
-                      check: { ($0.intValue ?? -1) >= 0 ? nil : "must be 0 or a positive count" }),
-            ParamSpec("kid_subsets", .int, default: .int(100), help: "KID subsets (torch-fidelity/clean-fid default 100)", check: positive),
-            ParamSpec("kid_subset_size", .int, default: .int(1000), help: "KID subset size (clipped to the smaller set)", check: positive),
-            ParamSpec("swd", .bool, default: .bool(true), help: "also report the sliced Wasserstein distance when the refstats kept patches"),
-            ParamSpec("weights", .string, default: .string(""), help: "inception-v3 weights (as in refstats)"),
-            ParamSpec("batch_size", .int, default: .int(50), help: "images per feature-extraction batch", check: positive),
-            ParamSpec("seed", .int, default: .int(0), help: "seed of subsets and projections",
-                      check: { ($0.intValue ?? -1) >= 0 ? nil : "must be a non-negative integer" }),
+    public struct Config: StageConfig, Equatable {
+        /// 0: all samples.
+        public var maxImages = 0
+        public var kidSubsets = 100
+        public var kidSubsetSize = 1000
+        public var swd = true
+        public var weights = ""
+        public var batchSize = 50
+        public var seed = 0
+
+        public init() {}
+
+        public static let fields: [ConfigField<Config>] = [
+            .field("max_images", \.maxImages, help: "samples used (seeded random subset); 0: all",
+                   check: Check("0...10000000") {
+                       $0 < 0 ? "must be 0 or a positive count" : $0 > 10_000_000 ? "must be at most 10000000" : nil
+                   }),
+            // KID costs subsets x size^2 kernel evaluations of feature dot products (2048-d for Inception).
+            .field("kid_subsets", \.kidSubsets, help: "KID subsets (torch-fidelity/clean-fid default 100)", check: .between(1, 1000)),
+            .field("kid_subset_size", \.kidSubsetSize, help: "KID subset size (clipped to the smaller set)", check: .between(1, 10_000)),
+            .field("swd", \.swd, help: "also report the sliced Wasserstein distance when the refstats kept patches"),
+            .field("weights", \.weights, help: "inception-v3 weights (as in refstats)"),
+            .field("batch_size", \.batchSize, help: "images per feature-extraction batch", check: .between(1, 4096)),
+            .field("seed", \.seed, help: "seed of subsets and projections", check: .between(0, maxSeed)),
         ]
     }
 
-    public func run(_ context: StageContext) throws -> StageOutcome {
-        try Engine.exclusive(threads: context.engineThreads) { try compute(context) }
+    public func run(_ config: Config, context: StageContext) throws -> StageOutcome {
+        try Engine.exclusive(threads: context.engineThreads) { try compute(config, context: context) }
     }
 
-    func compute(_ context: StageContext) throws -> StageOutcome {
-        let p = context.params
+    func compute(_ p: Config, context: StageContext) throws -> StageOutcome {
         var refURL: URL?, samples: DatasetArtifact?
         for (name, url) in context.inputs.sorted(by: { $0.key < $1.key }) {
             if FileManager.default.fileExists(atPath: url.appendingPathComponent(FeatureStatistics.manifestName).path) {
@@ -51,15 +63,15 @@ public struct FIDStage: StageKind {
             guard samples.channels == spec.channels, samples.resolution == spec.resolution else {
                 throw StageError("fid: samples are \(samples.channels)-channel \(samples.resolution)x\(samples.resolution), the reference statistics \(spec.channels)-channel \(spec.resolution)x\(spec.resolution)")
             }
-            let extractor = try Self.extractor(spec, refstats: refURL, context: context)
-            let seed = UInt64(p["seed"]?.intValue ?? 0)
+            let extractor = try Self.extractor(spec, refstats: refURL, weights: p.weights, context: context)
+            let seed = UInt64(p.seed)
             var options = FeatureStatisticsOptions()
-            options.maxImages = p["max_images"]?.intValue ?? 0
+            options.maxImages = p.maxImages
             // KID draws subsets of ~1000; 10k sample rows are plenty and bound memory (50k x 2048 floats would be 400 MB).
-            options.kidFeatures = max(10_000, p["kid_subset_size"]?.intValue ?? 1000)
-            options.batchSize = p["batch_size"]?.intValue ?? 50
+            options.kidFeatures = max(10_000, p.kidSubsetSize)
+            options.batchSize = p.batchSize
             options.seed = seed
-            let wantSWD = (p["swd"]?.boolValue ?? true) && reference.patches != nil
+            let wantSWD = p.swd && reference.patches != nil
             if wantSWD, let ref = reference.patches {
                 options.swd = ref.config
                 options.swdImages = ref.imageCount
@@ -71,8 +83,7 @@ public struct FIDStage: StageKind {
             let fd = try stats.frechetDistance(to: reference)
             metrics[spec.frechetMetricName] = fd
             let kid = try KernelDistance(stats.kidFeatures, reference.kidFeatures, dimension: stats.dimension,
-                                         subsets: p["kid_subsets"]?.intValue ?? 100,
-                                         subsetSize: p["kid_subset_size"]?.intValue ?? 1000, seed: seed)
+                                         subsets: p.kidSubsets, subsetSize: p.kidSubsetSize, seed: seed)
             metrics[spec.kernelMetricName] = kid.mean
             metrics[spec.kernelMetricName + "_std"] = kid.standardDeviation
             var summary = String(format: "%@ %.4f, %@ %.5f ± %.5f", spec.frechetMetricName, fd, spec.kernelMetricName, kid.mean, kid.standardDeviation)
@@ -82,22 +93,20 @@ public struct FIDStage: StageKind {
                 for (level, value) in swd.perLevel.enumerated() { metrics["SWD_\(samples.resolution >> level)"] = value }
                 summary += String(format: ", SWD %.2f", swd.average)
             }
-            metrics["seconds"] = Date().timeIntervalSince(started)
             context.emit(.log("fid: \(stats.count) samples: \(summary)"))
-            return StageOutcome(metrics: metrics)
+            return StageOutcome(metrics: metrics, measurements: ["seconds": Date().timeIntervalSince(started)])
         } catch let error as MetricsError {
             throw StageError("fid: \(error.message)")
         }
     }
 
     /// Rebuilds the extractor a refstats artifact was computed with.
-    static func extractor(_ spec: ExtractorSpec, refstats: URL, context: StageContext) throws -> any FeatureExtractor {
+    static func extractor(_ spec: ExtractorSpec, refstats: URL, weights path: String, context: StageContext) throws -> any FeatureExtractor {
         switch spec.kind {
         case "featurenet":
             let (file, net) = try FeatureNetFile.load(refstats.appendingPathComponent(ExtractorSpec.featureNetDirectory))
             return ConvNetFeatureExtractor(name: file.name, network: net)
         case "inception-v3":
-            let path = context.params["weights"]?.stringValue ?? ""
             let url = try InceptionV3.locateWeights(path: path.isEmpty ? nil : context.path(path), projectDirectory: context.projectDirectory)
             let bytes = (try FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
             if let expected = spec.weightsBytes, expected != bytes {

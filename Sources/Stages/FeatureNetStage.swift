@@ -10,35 +10,40 @@ import Foundation
 public struct FeatureNetStage: StageKind {
     public init() {}
     public var name: String { "featurenet" }
-    public var version: Int { 1 }
+    // 2: measurements (seconds, speeds) left the artifact for the store.
+    public var version: Int { 2 }
 
-    public var params: [ParamSpec] {
-        @Sendable func positive(_ v: ParamValue) -> String? { (v.intValue ?? 0) >= 1 ? nil : "must be a positive integer" }
-        return [
-            ParamSpec("name", .string, default: .string("fmnist-classifier"),
-                      help: "extractor name carried by every distance computed with this network (FD_<name>)",
-                      check: { v in
-                          let s = v.stringValue ?? ""
-                          return !s.isEmpty && s.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }
-                              && s != "inception-v3" ? nil : "must be a non-empty name of letters, digits, - and _ (and not inception-v3)"
-                      }),
-            ParamSpec("steps", .int, default: .int(1500), help: "Adam steps", check: positive),
-            ParamSpec("batch_size", .int, default: .int(64), help: "images per step", check: positive),
-            ParamSpec("learning_rate", .double, default: .double(1e-3), help: "Adam learning rate",
-                      check: { ($0.doubleValue ?? 0) > 0 ? nil : "must be positive" }),
-            ParamSpec("holdout", .int, default: .int(5000),
-                      help: "test images held out of a single input dataset (at most a fifth of it)", check: positive),
-            ParamSpec("seed", .int, default: .int(0), help: "initialisation and shuffling seed",
-                      check: { ($0.intValue ?? -1) >= 0 ? nil : "must be a non-negative integer" }),
+    public struct Config: StageConfig, Equatable {
+        public var name = "fmnist-classifier"
+        public var steps = 1500
+        public var batchSize = 64
+        public var learningRate = 1e-3
+        public var holdout = 5000
+        public var seed = 0
+
+        public init() {}
+
+        public static let fields: [ConfigField<Config>] = [
+            .field("name", \.name, help: "extractor name carried by every distance computed with this network (FD_<name>)",
+                   check: Check("letters, digits, - and _") { s in
+                       !s.isEmpty && s.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" } && s != "inception-v3"
+                           ? nil : "must be a non-empty name of letters, digits, - and _ (and not inception-v3)"
+                   }),
+            // The default 1500 steps take about a minute here; 100k is over an hour of CPU per 1500.
+            .field("steps", \.steps, help: "Adam steps", check: .between(1, 100_000)),
+            .field("batch_size", \.batchSize, help: "images per step", check: .between(1, 4096)),
+            .field("learning_rate", \.learningRate, help: "Adam learning rate", check: .learningRate),
+            .field("holdout", \.holdout, help: "test images held out of a single input dataset (at most a fifth of it)",
+                   check: .between(1, 2_000_000)),
+            .field("seed", \.seed, help: "initialisation and shuffling seed", check: .between(0, maxSeed)),
         ]
     }
 
-    public func run(_ context: StageContext) throws -> StageOutcome {
-        try Engine.exclusive(threads: context.engineThreads) { try compute(context) }
+    public func run(_ config: Config, context: StageContext) throws -> StageOutcome {
+        try Engine.exclusive(threads: context.engineThreads) { try compute(config, context: context) }
     }
 
-    func compute(_ context: StageContext) throws -> StageOutcome {
-        let p = context.params
+    func compute(_ p: Config, context: StageContext) throws -> StageOutcome {
         let datasets = try context.inputs.sorted { $0.key < $1.key }.map { (name: $0.key, artifact: try Self.openDataset($0.value, input: $0.key)) }
         let train: DatasetArtifact, test: DatasetArtifact?
         switch datasets.count {
@@ -54,16 +59,16 @@ public struct FeatureNetStage: StageKind {
             throw StageError("featurenet: expects one or two dataset inputs, got \(datasets.count)")
         }
         var training = FeatureNetTraining()
-        training.steps = p["steps"]?.intValue ?? 1500
-        training.batchSize = p["batch_size"]?.intValue ?? 64
-        training.learningRate = Float(p["learning_rate"]?.doubleValue ?? 1e-3)
-        training.seed = UInt64(p["seed"]?.intValue ?? 0)
-        let netName = p["name"]?.stringValue ?? "fmnist-classifier"
+        training.steps = p.steps
+        training.batchSize = p.batchSize
+        training.learningRate = Float(p.learningRate)
+        training.seed = UInt64(p.seed)
+        let netName = p.name
         let started = Date()
         var lastLoss = 0.0
         do {
             let emit = context.emit, cancelled = context.isCancelled
-            let result = try training.train(train, test: test, holdout: p["holdout"]?.intValue ?? 5000) { step, steps, loss in
+            let result = try training.train(train, test: test, holdout: p.holdout) { step, steps, loss in
                 if cancelled() { throw StageCancelled() }
                 lastLoss = loss
                 if step % 10 == 0 || step == steps {
@@ -76,7 +81,8 @@ public struct FeatureNetStage: StageKind {
             context.emit(.log(String(format: "featurenet: %@ test accuracy %.4f on %d images after %d steps (%.1f s)",
                                      netName, result.testAccuracy, result.testCount, training.steps, seconds)))
             return StageOutcome(metrics: ["test_accuracy": result.testAccuracy, "test_images": Double(result.testCount),
-                                          "final_loss": lastLoss, "seconds": seconds])
+                                          "final_loss": lastLoss],
+                                measurements: ["seconds": seconds])
         } catch let error as MetricsError {
             throw StageError("featurenet: \(error.message)")
         }

@@ -13,61 +13,118 @@ public struct SampleStage: StageKind {
     public init() {}
 
     public var name: String { "sample" }
-    public var version: Int { 1 }
+    // 2: measurements (seconds, speeds) left the artifact for the store.
+    public var version: Int { 2 }
 
-    public var params: [ParamSpec] {
-        [
-            ParamSpec("model", .string, default: .string(""), help: "name of the consumed train stage; empty: the only input"),
-            ParamSpec("num_images", .int, default: .int(64), check: TrainStage.positive),
-            ParamSpec("seed", .int, default: .int(0), check: { ($0.intValue ?? -1) >= 0 ? nil : "must be a non-negative integer" }),
-            ParamSpec("batch", .int, default: .int(64), help: "images per network call (does not change the images)",
-                      check: TrainStage.positive),
-            ParamSpec("steps", .int, default: .int(18), help: "Heun steps N (2N - 1 network evaluations)", check: TrainStage.positive),
-            ParamSpec("sigma_min", .double, default: .double(0.002), check: TrainStage.positive),
-            ParamSpec("sigma_max", .double, default: .double(80), check: TrainStage.positive),
-            ParamSpec("rho", .double, default: .double(7), check: TrainStage.positive),
-            ParamSpec("s_churn", .double, default: .double(0), help: "stochasticity (EDM S_churn; 0 = deterministic)",
-                      check: TrainStage.nonNegative),
-            ParamSpec("s_min", .double, default: .double(0), check: TrainStage.nonNegative),
-            ParamSpec("s_max", .double, default: .double(1e9), help: "EDM S_max (1e9: no upper limit)", check: TrainStage.nonNegative),
-            ParamSpec("s_noise", .double, default: .double(1), check: TrainStage.positive),
-            ParamSpec("resolution", .int, default: .int(0), help: "output size; 0: the trained resolution",
-                      check: TrainStage.nonNegative),
-            ParamSpec("coordinates", .oneOf(ImageGenerator.CoordinateMode.allCases.map(\.rawValue)), default: .string("extrapolate"),
-                      help: "coordinates of a canvas larger than trained: extrapolate (past +1) or rescale (into [-1, 1])"),
+    public struct Config: StageConfig, Equatable {
+        /// Name of the consumed train stage; empty: the only input.
+        public var model = ""
+        /// 0: the final weights; else the snapshot at this counted kimg.
+        public var atKimg = 0.0
+        public var numImages = 64
+        public var seed = 0
+        /// Kept in the key: the images are claimed, not proven, bit-identical for any batch size.
+        public var batch = 64
+        public var steps = 18
+        public var sigmaMin = 0.002
+        public var sigmaMax = 80.0
+        public var rho = 7.0
+        public var sChurn = 0.0
+        public var sMin = 0.0
+        public var sMax = 1e9
+        public var sNoise = 1.0
+        /// 0: the trained resolution.
+        public var resolution = 0
+        public var coordinates = ImageGenerator.CoordinateMode.extrapolate
+
+        public init() {}
+
+        public static let fields: [ConfigField<Config>] = [
+            .field("model", \.model, help: "name of the consumed train stage; empty: the only input"),
+            .field("at_kimg", \.atKimg,
+                   help: "sample the training's EMA snapshot at this counted kimg (its snapshot_kimg multiples); 0: the final weights",
+                   check: .between(0, 100_000)),
+            // Twice the 50k of the FID standard; every image is held in memory before it is written.
+            .field("num_images", \.numImages, check: .between(1, 100_000)),
+            .field("seed", \.seed, check: .between(0, maxSeed)),
+            .field("batch", \.batch, help: "images per network call (does not change the images)", check: .between(1, 4096)),
+            // EDM samples with 18-256 steps; each step is two network evaluations per image.
+            .field("steps", \.steps, help: "Heun steps N (2N - 1 network evaluations)", check: .between(1, 1000)),
+            // Noise levels in units of the data (sigma_data = 0.5); EDM's sigma_max is 80.
+            .field("sigma_min", \.sigmaMin, check: .positive(atMost: 10_000)),
+            .field("sigma_max", \.sigmaMax, check: .positive(atMost: 10_000)),
+            .field("rho", \.rho, check: .positive(atMost: 1000)),
+            .field("s_churn", \.sChurn, help: "stochasticity (EDM S_churn; 0 = deterministic)", check: .between(0, 1000)),
+            .field("s_min", \.sMin, check: .between(0, 1e9)),
+            .field("s_max", \.sMax, help: "EDM S_max (1e9: no upper limit)", check: .between(0, 1e9)),
+            .field("s_noise", \.sNoise, check: .positive(atMost: 100)),
+            // As for data sets; a larger canvas is memory in proportion to its area.
+            .field("resolution", \.resolution, help: "output size; 0: the trained resolution", check: .between(0, 4096)),
+            .field("coordinates", \.coordinates,
+                   help: "coordinates of a canvas larger than trained: extrapolate (past +1) or rescale (into [-1, 1])"),
         ]
     }
 
-    public func validate(_ params: [String: ParamValue]) -> [(field: String, message: String)] {
-        let lo = params["sigma_min"]?.doubleValue ?? 0.002, hi = params["sigma_max"]?.doubleValue ?? 80
-        return lo < hi ? [] : [("sigma_min", "must be below sigma_max (\(hi))")]
+    /// Every sample is held in memory before the artifact is written: at most this many pixel bytes.
+    public static let maxPixelBytes = 16_000_000_000.0
+
+    public func validate(_ config: Config) -> [ConfigProblem] {
+        var problems: [ConfigProblem] = []
+        if config.sigmaMin >= config.sigmaMax {
+            problems.append(ConfigProblem("sigma_min", "must be below sigma_max (\(describeNumber(config.sigmaMax)))"))
+        }
+        // With resolution 0 the size is the trained one, known at run time (checked there).
+        if config.resolution > 0, let message = Self.memoryProblem(count: config.numImages, resolution: config.resolution, channels: 3) {
+            problems.append(ConfigProblem("num_images", message))
+        }
+        return problems
+    }
+
+    static func memoryProblem(count: Int, resolution: Int, channels: Int) -> String? {
+        let bytes = Double(count) * Double(resolution) * Double(resolution) * Double(channels)
+        guard bytes > maxPixelBytes else { return nil }
+        return String(format: "%d images of %dx%dx%d are %.0f GB of pixels held in memory (at most %.0f GB)",
+                      count, resolution, resolution, channels, bytes / 1e9, maxPixelBytes / 1e9)
     }
 
     public static let weightsFileName = "ema.pdt"
 
-    public func run(_ context: StageContext) throws -> StageOutcome {
-        try Engine.exclusive(threads: context.engineThreads) { try compute(context) }
+    /// The final EMA weights of a train artifact, or its snapshot at `atKimg` (> 0).
+    static func weights(in model: URL, atKimg: Double, stage: String) throws -> URL {
+        if atKimg > 0 {
+            let snapshots = TrainingSnapshots.list(in: model)
+            guard let hit = snapshots.first(where: { abs($0.kimg - atKimg) < 1e-9 }) else {
+                throw StageError("\(stage): the training has no snapshot at \(String(format: "%g", atKimg)) kimg ("
+                                 + (snapshots.isEmpty ? "it kept none: set snapshot_kimg on the train stage"
+                                    : "snapshots: " + snapshots.map { String(format: "%g", $0.kimg) }.joined(separator: ", ")) + ")")
+            }
+            return hit.url
+        }
+        let weights = model.appendingPathComponent(weightsFileName)
+        guard FileManager.default.fileExists(atPath: weights.path) else {
+            throw StageError("\(stage): \(weights.path) not found (is the model input a train stage?)")
+        }
+        return weights
     }
 
-    func compute(_ context: StageContext) throws -> StageOutcome {
-        let p = context.params
-        let modelURL = try TrainStage.input(context, field: "model")
-        let weights = modelURL.appendingPathComponent(Self.weightsFileName)
-        guard FileManager.default.fileExists(atPath: weights.path) else {
-            throw StageError("\(context.stageName): \(weights.path) not found (is the model input a train stage?)")
-        }
-        let sampler = HeunSampler(steps: p["steps"]?.intValue ?? 18, sigmaMin: p["sigma_min"]?.doubleValue ?? 0.002,
-                                  sigmaMax: p["sigma_max"]?.doubleValue ?? 80, rho: p["rho"]?.doubleValue ?? 7,
-                                  sChurn: p["s_churn"]?.doubleValue ?? 0, sMin: p["s_min"]?.doubleValue ?? 0,
-                                  sMax: p["s_max"]?.doubleValue ?? 1e9, sNoise: p["s_noise"]?.doubleValue ?? 1)
-        let count = p["num_images"]?.intValue ?? 64, batch = p["batch"]?.intValue ?? 64
-        let seed = UInt64(max(0, p["seed"]?.intValue ?? 0))
-        let resolution = p["resolution"]?.intValue ?? 0
+    public func run(_ config: Config, context: StageContext) throws -> StageOutcome {
+        try Engine.exclusive(threads: context.engineThreads) { try compute(config, context: context) }
+    }
+
+    func compute(_ p: Config, context: StageContext) throws -> StageOutcome {
+        let modelURL = try TrainStage.input(context, field: "model", named: p.model)
+        let weights = try Self.weights(in: modelURL, atKimg: p.atKimg, stage: context.stageName)
+        let sampler = HeunSampler(steps: p.steps, sigmaMin: p.sigmaMin, sigmaMax: p.sigmaMax, rho: p.rho,
+                                  sChurn: p.sChurn, sMin: p.sMin, sMax: p.sMax, sNoise: p.sNoise)
+        let count = p.numImages, batch = p.batch
+        let seed = UInt64(p.seed)
+        let resolution = p.resolution
         do {
             let generator = try ImageGenerator(
                 weightsURL: weights, sampler: sampler, outputResolution: resolution > 0 ? resolution : nil,
-                coordinateMode: ImageGenerator.CoordinateMode(rawValue: p["coordinates"]?.stringValue ?? "") ?? .extrapolate)
+                coordinateMode: p.coordinates)
             let r = generator.outputResolution, c = generator.net.imageChannels
+            if let problem = Self.memoryProblem(count: count, resolution: r, channels: c) { throw StageError("\(context.stageName): \(problem)") }
             context.emit(.log("sample: \(count) images \(r)x\(r)x\(c), \(sampler.steps) Heun steps (\(sampler.evaluations) evaluations), seed \(seed)"))
             var pixels: [UInt8] = []
             pixels.reserveCapacity(count * r * r * c)
@@ -83,9 +140,8 @@ public struct SampleStage: StageKind {
             let seconds = Date().timeIntervalSince(started)
             try SampleArtifact.write(pixels: pixels, count: count, resolution: r, channels: c, weights: weights,
                                      to: context.outputDirectory)
-            return StageOutcome(metrics: ["images": Double(count), "seconds": seconds,
-                                          "images_per_second": Double(count) / max(seconds, 1e-9),
-                                          "evaluations_per_image": Double(sampler.evaluations)])
+            return StageOutcome(metrics: ["images": Double(count), "evaluations_per_image": Double(sampler.evaluations)],
+                                measurements: ["seconds": seconds, "images_per_second": Double(count) / max(seconds, 1e-9)])
         } catch let e as DiffusionError {
             throw StageError("\(context.stageName): \(e.message)")
         } catch let e as DataError {
@@ -93,3 +149,5 @@ public struct SampleStage: StageKind {
         }
     }
 }
+
+extension ImageGenerator.CoordinateMode: ConfigEnum {}

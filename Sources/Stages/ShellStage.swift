@@ -9,31 +9,36 @@ public struct ShellStage: StageKind {
     public init() {}
     public var name: String { "shell" }
     public var version: Int { 1 }
-    public var params: [ParamSpec] {
-        [
-            ParamSpec("cmd", .string, help: "command run by /bin/sh in the stage's scratch directory"),
-            ParamSpec("deps", .list(.string), default: .list([]), help: "files/directories read, relative to the project"),
-            ParamSpec("outs", .list(.string), default: .list([]), help: "paths the command writes, relative to its working directory"),
-            ParamSpec("params", .list(.string), default: .list([]), help: "param keys the command reads (exported as PDPIPE_PARAM_*)"),
-            ParamSpec("env", .map(.string), default: .map([:]), help: "extra environment variables"),
+    public struct Config: StageConfig, Equatable {
+        /// Required; the initial value is never used.
+        public var cmd = ""
+        public var deps: [String] = []
+        public var outs: [String] = []
+        /// Param keys the command reads; the runner passes their values in `StageContext.paramValues`.
+        public var params: [String] = []
+        public var env: [String: String] = [:]
+
+        public init() {}
+
+        public static let fields: [ConfigField<Config>] = [
+            .field("cmd", \.cmd, help: "command run by /bin/sh in the stage's scratch directory", required: true),
+            .field("deps", \.deps, help: "files/directories read, relative to the project"),
+            .field("outs", \.outs, help: "paths the command writes, relative to its working directory"),
+            .field("params", \.params, help: "param keys the command reads (exported as PDPIPE_PARAM_*)", listsParamKeys: true),
+            .field("env", \.env, help: "extra environment variables"),
         ]
     }
 
-    public func externalPaths(_ params: [String: ParamValue], projectDirectory: URL) -> [URL] {
-        (params["deps"]?.listValue ?? []).compactMap(\.stringValue).map {
-            $0.hasPrefix("/") ? URL(fileURLWithPath: $0) : projectDirectory.appendingPathComponent($0)
-        }
+    public func externalPaths(_ config: Config, projectDirectory: URL) -> [URL] {
+        config.deps.map { $0.hasPrefix("/") ? URL(fileURLWithPath: $0) : projectDirectory.appendingPathComponent($0) }
     }
 
-    public func validate(_ params: [String: ParamValue]) -> [(field: String, message: String)] {
-        var problems: [(field: String, message: String)] = []
-        for out in (params["outs"]?.listValue ?? []).compactMap(\.stringValue) {
-            if out.hasPrefix("/") || out.split(separator: "/").contains("..") || out.isEmpty {
-                problems.append(("outs", "out `\(out)` must be a relative path inside the working directory"))
-            }
+    public func validate(_ config: Config) -> [ConfigProblem] {
+        var problems: [ConfigProblem] = []
+        for out in config.outs where out.hasPrefix("/") || out.split(separator: "/").contains("..") || out.isEmpty {
+            problems.append(ConfigProblem("outs", "out `\(out)` must be a relative path inside the working directory"))
         }
-        let outs = (params["outs"]?.listValue ?? []).compactMap(\.stringValue)
-        if Set(outs).count != outs.count { problems.append(("outs", "an out is listed twice")) }
+        if Set(config.outs).count != config.outs.count { problems.append(ConfigProblem("outs", "an out is listed twice")) }
         return problems
     }
 
@@ -42,7 +47,7 @@ public struct ShellStage: StageKind {
         String(s.uppercased().map { $0.isLetter || $0.isNumber ? $0 : "_" })
     }
 
-    public func run(_ context: StageContext) throws -> StageOutcome {
+    public func run(_ config: Config, context: StageContext) throws -> StageOutcome {
         let fm = FileManager.default
         // A fresh directory per attempt. The command of a killed earlier attempt may still be running
         // (an orphan): removing its directory makes its writes fail, even through absolute paths,
@@ -53,16 +58,14 @@ public struct ShellStage: StageKind {
         let scratch = context.workDirectory.appendingPathComponent("cwd-" + UUID().uuidString.prefix(8).lowercased())
         try fm.createDirectory(at: scratch, withIntermediateDirectories: true)
 
-        var cmd = context.params["cmd"]?.stringValue ?? ""
+        var cmd = config.cmd
         var env = ProcessInfo.processInfo.environment
         for (name, url) in context.inputs {
             env["PDPIPE_IN_" + Self.envName(name)] = url.path
             cmd = cmd.replacingOccurrences(of: "${inputs.\(name)}", with: shellQuote(url.path))
         }
-        if case .map(let values)? = context.params["param_values"] {
-            for (k, v) in values { env["PDPIPE_PARAM_" + Self.envName(k)] = v.shortDescription }
-        }
-        for (k, v) in context.params["env"]?.mapValue ?? [:] { env[k] = v.stringValue ?? v.shortDescription }
+        for (k, v) in context.paramValues { env["PDPIPE_PARAM_" + Self.envName(k)] = v.shortDescription }
+        for (k, v) in config.env { env[k] = v }
         env["PDPIPE_PROJECT_DIR"] = context.projectDirectory.path
         env["PDPIPE_STAGE"] = context.cellID
 
@@ -131,8 +134,7 @@ public struct ShellStage: StageKind {
                 if let n = v as? NSNumber { metrics[k] = n.doubleValue }
             }
         }
-        try Self.collect(outs: (context.params["outs"]?.listValue ?? []).compactMap(\.stringValue),
-                         from: scratch, to: context.outputDirectory)
+        try Self.collect(outs: config.outs, from: scratch, to: context.outputDirectory)
         return StageOutcome(metrics: metrics)
     }
 

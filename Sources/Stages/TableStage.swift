@@ -33,40 +33,41 @@ import Foundation
 /// matrix axes and formulas must name consumed stages or axes: errors name file:line:column.
 /// A missing metric fails the stage with the metrics the cell does have. Std is the sample
 /// standard deviation (n - 1); `precision` sets significant digits of table.md/.csv.
-public struct TableStage: StageKind {
+public struct TableStage: GatheringKind {
     public init() {}
     public var name: String { "table" }
     public var version: Int { 1 }
-    public var gathersCells: Bool { true }
 
-    public var params: [ParamSpec] {
-        [
-            ParamSpec("title", .string, default: .string(""), help: "heading of the table"),
-            ParamSpec("rows", .list(.string), default: .list([]), help: "matrix axes giving one row per combination (default: all swept axes)"),
-            ParamSpec("aggregate_over", .list(.string), default: .list([]), help: "matrix axes averaged over (mean ± std), e.g. a seed axis"),
-            ParamSpec("baseline", .map(.any), default: .map([:]), help: "axis -> value of the baseline row, used by baseline(...)"),
-            ParamSpec("columns", .pairs(.string), help: "label -> formula over `stage.metric` references"),
-            ParamSpec("precision", .int, default: .int(4), help: "significant digits in table.md / table.csv",
-                      check: { (1...12).contains($0.intValue ?? 0) ? nil : "must be between 1 and 12" }),
+    public struct Config: StageConfig, Equatable {
+        public var title = ""
+        /// Default: all swept axes.
+        public var rows: [String] = []
+        public var aggregateOver: [String] = []
+        /// Axis -> value of the baseline row.
+        public var baseline: [String: ParamValue] = [:]
+        /// Label -> formula, in declaration order. Required; the initial value is never used.
+        public var columns = OrderedPairs()
+        public var precision = 4
+
+        public init() {}
+
+        public static let fields: [ConfigField<Config>] = [
+            .field("title", \.title, help: "heading of the table"),
+            .field("rows", \.rows, help: "matrix axes giving one row per combination (default: all swept axes)"),
+            .field("aggregate_over", \.aggregateOver, help: "matrix axes averaged over (mean ± std), e.g. a seed axis"),
+            .field("baseline", \.baseline, help: "axis -> value of the baseline row, used by baseline(...)"),
+            .field("columns", \.columns, help: "label -> formula over `stage.metric` references", required: true),
+            // A Double has 15-17 significant digits; 12 stays clear of noise digits.
+            .field("precision", \.precision, help: "significant digits in table.md / table.csv", check: .between(1, 12)),
         ]
     }
 
-    public func gatheringAxes(_ params: [String: ParamValue]) -> [String] {
-        let listed = Self.strings(params["rows"]) + Self.strings(params["aggregate_over"])
-        return listed + (params["baseline"]?.mapValue ?? [:]).keys.sorted().filter { !listed.contains($0) }
+    public func gatheringAxes(_ config: Config) -> [String] {
+        let listed = config.rows + config.aggregateOver
+        return listed + config.baseline.keys.sorted().filter { !listed.contains($0) }
     }
 
-    static func strings(_ v: ParamValue?) -> [String] { (v?.listValue ?? []).compactMap(\.stringValue) }
-
-    static func columns(_ v: ParamValue?) -> [(label: String, formula: String)] {
-        (v?.listValue ?? []).compactMap { pair in
-            guard let kv = pair.listValue, kv.count == 2, let k = kv[0].stringValue, let f = kv[1].stringValue else { return nil }
-            return (k, f)
-        }
-    }
-
-    public func validateGathering(_ params: [String: ParamValue], axes: [(key: String, values: [ParamValue])],
-                                  consumed: [String]) -> [GatherProblem] {
+    public func validateGathering(_ config: Config, axes: [GatheredCells.Axis], consumed: [String]) -> [GatherProblem] {
         var problems: [GatherProblem] = []
         let axisKeys = axes.map(\.key)
         func suggestion(_ k: String) -> String {
@@ -74,7 +75,7 @@ public struct TableStage: StageKind {
             if let close, Self.distance(close, k) <= max(2, k.count / 3) { return " (did you mean `\(close)`?)" }
             return axisKeys.isEmpty ? " (the experiment has no matrix)" : " (matrix axes: \(axisKeys.joined(separator: ", ")))"
         }
-        let rows = Self.strings(params["rows"]), aggregate = Self.strings(params["aggregate_over"])
+        let rows = config.rows, aggregate = config.aggregateOver
         for (field, keys) in [("rows", rows), ("aggregate_over", aggregate)] {
             for k in keys where !axisKeys.contains(k) {
                 problems.append(GatherProblem(field: field, item: k, message: "`\(k)` is not a matrix axis" + suggestion(k)))
@@ -84,7 +85,7 @@ public struct TableStage: StageKind {
         for k in rows where aggregate.contains(k) {
             problems.append(GatherProblem(field: "aggregate_over", item: k, message: "`\(k)` is both a row axis and aggregated over"))
         }
-        let baseline = params["baseline"]?.mapValue ?? [:]
+        let baseline = config.baseline
         for (k, v) in baseline.sorted(by: { $0.key < $1.key }) {
             guard let axis = axes.first(where: { $0.key == k }) else {
                 problems.append(GatherProblem(field: "baseline", item: k, message: "`\(k)` is not a matrix axis" + suggestion(k)))
@@ -97,9 +98,9 @@ public struct TableStage: StageKind {
                 problems.append(GatherProblem(field: "baseline", item: k, message: "`\(k)` has no value \(v.shortDescription) in the matrix (values: \(axis.values.map(\.shortDescription).joined(separator: ", ")))"))
             }
         }
-        let columns = Self.columns(params["columns"])
+        let columns = config.columns.pairs
         if columns.isEmpty { problems.append(GatherProblem(field: "columns", message: "a table needs at least one column")) }
-        for (label, formula) in columns {
+        for (label, formula) in columns.map({ ($0.key, $0.value) }) {
             let e: TableExpression
             do { e = try TableExpression.parse(formula) } catch let p as TableExpression.ParseError {
                 problems.append(GatherProblem(field: "columns", item: label, message: "column `\(label)`: \(p)")); continue
@@ -143,8 +144,9 @@ public struct TableStage: StageKind {
 
     // MARK: run
 
-    public func run(_ context: StageContext) throws -> StageOutcome {
-        let table = try Self.compute(name: context.stageName, params: context.params, inputs: context.inputs)
+    public func run(_ config: Config, context: StageContext) throws -> StageOutcome {
+        let table = try Self.compute(name: context.stageName, config: config, gathered: context.gathered ?? GatheredCells(axes: [], cells: []),
+                                     inputs: context.inputs, measurements: context.inputMeasurements)
         let out = context.outputDirectory
         try table.json.write(to: out.appendingPathComponent("table.json"))
         try Data(table.markdown.utf8).write(to: out.appendingPathComponent("table.md"))
@@ -153,42 +155,23 @@ public struct TableStage: StageKind {
         return StageOutcome()
     }
 
-    /// One gathered cell as passed by the expansion in the `cells` param.
-    struct Cell {
-        var label: String
-        var axes: [String: ParamValue]
-        /// Consumed stage -> (upstream cell id, its resolved fields).
-        var stages: [String: (id: String, fields: [String: ParamValue])]
-    }
+    typealias Cell = GatheredCells.Cell
 
-    static func cells(_ v: ParamValue?) -> [Cell] {
-        (v?.listValue ?? []).compactMap { c in
-            guard let m = c.mapValue else { return nil }
-            var stages: [String: (id: String, fields: [String: ParamValue])] = [:]
-            for (name, s) in m["stages"]?.mapValue ?? [:] {
-                guard let sm = s.mapValue, let id = sm["id"]?.stringValue else { continue }
-                stages[name] = (id, sm["fields"]?.mapValue ?? [:])
-            }
-            return Cell(label: m["label"]?.stringValue ?? "", axes: m["axes"]?.mapValue ?? [:], stages: stages)
-        }
-    }
-
-    /// Builds the table from resolved params (with the expansion's `cells` and `axes`) and the
-    /// consumed artifacts by upstream cell id.
-    public static func compute(name: String, params: [String: ParamValue], inputs: [String: URL]) throws -> ResultTable {
-        let axes: [(key: String, values: [ParamValue])] = (params["axes"]?.listValue ?? []).compactMap { a in
-            guard let m = a.mapValue, let k = m["key"]?.stringValue else { return nil }
-            return (k, m["values"]?.listValue ?? [])
-        }
-        let aggregate = strings(params["aggregate_over"])
-        var rowKeys = strings(params["rows"])
+    /// Builds the table from its config, the cells the expansion gathered and the consumed
+    /// artifacts by upstream cell id. `measurements` (wall seconds...) are the store's, by upstream
+    /// cell id; a reference finds a content metric first, then a measurement.
+    public static func compute(name: String, config: Config, gathered: GatheredCells, inputs: [String: URL],
+                               measurements: [String: [String: Double]] = [:]) throws -> ResultTable {
+        let axes = gathered.axes
+        let aggregate = config.aggregateOver
+        var rowKeys = config.rows
         rowKeys += axes.map(\.key).filter { !rowKeys.contains($0) && !aggregate.contains($0) }
-        let baseline = params["baseline"]?.mapValue ?? [:]
-        let columns = columns(params["columns"])
+        let baseline = config.baseline
+        let columns = config.columns.pairs.map { (label: $0.key, formula: $0.value) }
         let formulas = try columns.map { col -> TableExpression in
             do { return try TableExpression.parse(col.formula) } catch { throw StageError("table `\(name)`: column `\(col.label)`: \(error)") }
         }
-        let cells = cells(params["cells"])
+        let cells = gathered.cells
 
         // Metrics of each gathered artifact, read once.
         var metrics: [String: [String: Double]] = [:]
@@ -202,6 +185,7 @@ public struct TableStage: StageKind {
                     throw StageError("table `\(name)`: \(file.path): not a JSON object of numbers")
                 }
             }
+            m.merge(measurements[id] ?? [:]) { content, _ in content }
             metrics[id] = m
             return m
         }
@@ -263,9 +247,9 @@ public struct TableStage: StageKind {
                                         cells: group.map(\.label), values: values, isBaseline: isBaseline))
         }
         return ResultTable(
-            name: name, title: params["title"]?.stringValue ?? "", rowKeys: rowKeys, rowHeaders: shortNames(rowKeys),
+            name: name, title: config.title, rowKeys: rowKeys, rowHeaders: shortNames(rowKeys),
             aggregateOver: aggregate, baseline: baseline.keys.sorted().map { "\($0)=\(baseline[$0]!.shortDescription)" },
-            columns: columns.map(\.label), formulas: columns.map(\.formula), precision: params["precision"]?.intValue ?? 4,
+            columns: columns.map(\.label), formulas: columns.map(\.formula), precision: config.precision,
             rows: rows)
     }
 

@@ -5,91 +5,106 @@ import Foundation
 /// (PATCH_DIFFUSION.md sections 1-5). `real_p: 1` is exactly EDM's full-image baseline.
 ///
 /// Outputs: `ema.pdt` (EMA weights + network config; what `sample` reads), `config.json`
-/// (the resolved training configuration), `training_log.jsonl` (one line per tick: kimg, loss,
-/// seconds per kimg, images/s, lr, patch-size histogram). Checkpoints go to the work directory
-/// every `checkpoint_kimg` and on interruption; the next run resumes from the last one and ends
-/// at the same counted kimg.
+/// (the resolved training configuration), `training_log.jsonl` (one line per tick: kimg, step,
+/// loss, lr, patch-size histogram), `state.pdt` (weights, EMA, Adam moments and RNG states: what
+/// a longer run continues from) and, with `snapshot_kimg`, `snapshots/ema-<kimg>.pdt`. Speeds are
+/// measurements: they go to the run log and the store. Checkpoints go to the work directory every
+/// `checkpoint_kimg` and on interruption; the next run resumes from the last one and ends at the
+/// same counted kimg.
 public struct TrainStage: StageKind {
     public init() {}
 
     public var name: String { "train" }
-    public var version: Int { 1 }
+    // 2: measurements (seconds, speeds) left the artifact for the store.
+    public var version: Int { 2 }
 
-    // `.inf` passes a plain sign test and would train forever or poison the weights: require finite.
-    static func positive(_ v: ParamValue) -> String? {
-        let d = v.doubleValue ?? 0
-        return d > 0 && d.isFinite ? nil : "must be positive and finite"
-    }
-    static func nonNegative(_ v: ParamValue) -> String? {
-        let d = v.doubleValue ?? -1
-        return d >= 0 && d.isFinite ? nil : "must be zero or positive and finite"
-    }
+    /// The fields of a train stage. Bounds keep memory and time finite: a batch, width or length
+    /// beyond them could not run on a CPU here, and would otherwise abort in an allocation or
+    /// overflow an integer conversion mid-run.
+    public struct Config: StageConfig, Equatable {
+        /// Name of the consumed dataset stage; empty: the only input.
+        public var data = ""
+        public var realP = 0.5
+        public var schedule = PatchSchedule.Kind.stochastic
+        public var coords = true
+        public var modelChannels = 64
+        public var channelMult = [1, 2, 2]
+        public var numBlocks = 2
+        public var attentionLevels = [1]
+        public var dropout = 0.0
+        public var batch = 32
+        /// Required: there is no sensible default length.
+        public var kimg = 0.0
+        public var lr = 1e-3
+        public var lrRampupKimg = 10_000.0
+        public var emaKimg = 500.0
+        public var emaRampup = 0.05
+        public var seed = 0
+        /// Operational: training checkpoints to the work directory only to survive interruption.
+        public var checkpointKimg = 5.0
+        /// Not operational: it sets the lines of training_log.jsonl.
+        public var tickKimg = 1.0
+        /// Not operational: snapshots are part of the artifact. 0: none.
+        public var snapshotKimg = 0.0
 
-    public var params: [ParamSpec] {
-        [
-            ParamSpec("data", .string, default: .string(""),
-                      help: "name of the consumed dataset stage; empty: the only input"),
-            ParamSpec("real_p", .double, default: .double(0.5), help: "full-image ratio p (1 = EDM baseline, 0 = patches only)",
-                      check: { (0...1).contains($0.doubleValue ?? -1) ? nil : "must be between 0 and 1" }),
-            ParamSpec("schedule", .oneOf(PatchSchedule.Kind.allCases.map(\.rawValue)), default: .string("stochastic"),
-                      help: "patch-size schedule: stochastic (one size drawn per round) or progressive"),
-            ParamSpec("coords", .bool, default: .bool(true), help: "feed the [x, y] coordinate channels (false: the no-coordinates ablation)"),
-            ParamSpec("model_channels", .int, default: .int(64), help: "U-Net base width",
-                      check: { ($0.intValue ?? 0) >= 4 && ($0.intValue ?? 0) % 2 == 0 ? nil : "must be an even number >= 4" }),
-            ParamSpec("channel_mult", .list(.int), default: .list([.int(1), .int(2), .int(2)]), help: "width multiplier per level"),
-            ParamSpec("num_blocks", .int, default: .int(2), help: "residual blocks per level", check: Self.positive),
-            ParamSpec("attention_levels", .list(.int), default: .list([.int(1)]),
-                      help: "levels (0 = full resolution) with self-attention; a patch keeps attention at the same level"),
-            ParamSpec("dropout", .double, default: .double(0.0),
-                      check: { (0..<1).contains($0.doubleValue ?? -1) ? nil : "must be in [0, 1)" }),
-            ParamSpec("batch", .int, default: .int(32), help: "B, images per round before the patch multiplier", check: Self.positive),
-            ParamSpec("kimg", .double, help: "training length in counted kimg (a patch counts as one image)", check: Self.positive),
-            // The optimiser runs in float32: a rate beyond Float's range would become inf there.
-            ParamSpec("lr", .double, default: .double(1e-3), help: "Adam learning rate", check: {
-                Self.positive($0) ?? (($0.doubleValue ?? 0) <= Double(Float.greatestFiniteMagnitude) ? nil : "must be finite in float32 (at most 3.4e38)")
+        public init() {}
+
+        /// 100 Mimg: above EDM's CIFAR-10 budget (200 Mimg on 8 GPUs) scaled to a CPU, years of training here;
+        /// it also keeps the step count (kimg * 1000 / B) far inside Int.
+        public static let maxKimg = 100_000.0
+
+        public static let fields: [ConfigField<Config>] = [
+            .field("data", \.data, help: "name of the consumed dataset stage; empty: the only input"),
+            .field("real_p", \.realP, help: "full-image ratio p (1 = EDM baseline, 0 = patches only)", check: .between(0, 1)),
+            .field("schedule", \.schedule, help: "patch-size schedule: stochastic (one size drawn per round) or progressive"),
+            .field("coords", \.coords, help: "feed the [x, y] coordinate channels (false: the no-coordinates ablation)"),
+            // 1024 base channels is 64x the parameters of EDM's 128-channel DDPM++ (56 M): ~3.6 G parameters,
+            // ~57 GB in float32 with gradients, Adam moments and EMA.
+            .field("model_channels", \.modelChannels, help: "U-Net base width", check: Check("even, 4...1024") {
+                $0 >= 4 && $0 % 2 == 0 ? ($0 <= 1024 ? nil : "must be at most 1024") : "must be an even number >= 4"
             }),
-            ParamSpec("lr_rampup_kimg", .double, default: .double(10_000), help: "linear LR warm-up length (EDM: 10000)", check: Self.nonNegative),
-            ParamSpec("ema_kimg", .double, default: .double(500), help: "EMA half-life in counted kimg (EDM: ema 0.5 Mimg)", check: Self.positive),
-            ParamSpec("ema_rampup", .double, default: .double(0.05), help: "EMA half-life at most this times the counted images (0: off)",
-                      check: Self.nonNegative),
-            ParamSpec("seed", .int, default: .int(0), check: { ($0.intValue ?? -1) >= 0 ? nil : "must be a non-negative integer" }),
-            ParamSpec("checkpoint_kimg", .double, default: .double(5), help: "checkpoint interval in counted kimg (0: only when interrupted)",
-                      check: Self.nonNegative),
-            ParamSpec("tick_kimg", .double, default: .double(1), help: "log interval in counted kimg", check: Self.positive),
+            // At most 8 levels (7 halvings, 512 -> 4) and x16 the base width per level.
+            .field("channel_mult", \.channelMult, help: "width multiplier per level", check: .list(count: 1...8, items: 1...16)),
+            .field("num_blocks", \.numBlocks, help: "residual blocks per level", check: .between(1, 16)),
+            .field("attention_levels", \.attentionLevels, check: .list(count: 0...8, items: 0...7)),
+            .field("dropout", \.dropout, check: Check("[0, 1)") { (0..<1).contains($0) ? nil : "must be in [0, 1)" }),
+            // EDM's largest published batch (ImageNet-64); x16 patches per round at R/4.
+            .field("batch", \.batch, help: "B, images per round before the patch multiplier", check: .between(1, 4096)),
+            .field("kimg", \.kimg, help: "training length in counted kimg (a patch counts as one image)", required: true,
+                   check: .positive(atMost: maxKimg)),
+            .field("lr", \.lr, help: "Adam learning rate", check: .learningRate),
+            .field("lr_rampup_kimg", \.lrRampupKimg, help: "linear LR warm-up length (EDM: 10000)", check: .between(0, 1_000_000)),
+            .field("ema_kimg", \.emaKimg, help: "EMA half-life in counted kimg (EDM: ema 0.5 Mimg)", check: .positive(atMost: 1_000_000)),
+            .field("ema_rampup", \.emaRampup, help: "EMA half-life at most this times the counted images (0: off)", check: .between(0, 1000)),
+            .field("seed", \.seed, check: .between(0, maxSeed)),
+            .field("checkpoint_kimg", \.checkpointKimg, help: "checkpoint interval in counted kimg (0: only when interrupted)",
+                   operational: true, check: .between(0, maxKimg)),
+            .field("tick_kimg", \.tickKimg, help: "log interval in counted kimg", check: .positive(atMost: maxKimg)),
+            .field("snapshot_kimg", \.snapshotKimg,
+                   help: "keep the EMA weights every this many counted kimg in snapshots/ (0: none); `sample` picks one with at_kimg",
+                   check: .between(0, maxKimg)),
         ]
     }
 
-    public func validate(_ params: [String: ParamValue]) -> [(field: String, message: String)] {
-        guard let network = try? Self.network(params, imageChannels: 1) else { return [] }
-        return network.problems().filter { $0.field != "channels" }
+    public func validate(_ config: Config) -> [ConfigProblem] {
+        Self.network(config, imageChannels: 1).problems().filter { $0.field != "channels" }.map { ConfigProblem($0.field, $0.message) }
     }
 
-    static func network(_ p: [String: ParamValue], imageChannels: Int) throws -> UNetConfig {
-        UNetConfig(imageChannels: imageChannels, coordinates: p["coords"]?.boolValue ?? true,
-                   modelChannels: p["model_channels"]?.intValue ?? 64,
-                   channelMult: (p["channel_mult"]?.listValue ?? []).compactMap(\.intValue),
-                   numBlocks: p["num_blocks"]?.intValue ?? 2,
-                   attentionLevels: (p["attention_levels"]?.listValue ?? []).compactMap(\.intValue),
-                   dropout: p["dropout"]?.doubleValue ?? 0)
+    static func network(_ c: Config, imageChannels: Int) -> UNetConfig {
+        UNetConfig(imageChannels: imageChannels, coordinates: c.coords, modelChannels: c.modelChannels, channelMult: c.channelMult,
+                   numBlocks: c.numBlocks, attentionLevels: c.attentionLevels, dropout: c.dropout)
     }
 
-    /// The training configuration for resolved params and a data set of the given geometry.
-    public static func trainingConfig(_ p: [String: ParamValue], resolution: Int, channels: Int) throws -> TrainingConfig {
-        guard let kimg = p["kimg"]?.doubleValue else { throw StageError("train: kimg is required") }
-        let ramp = p["ema_rampup"]?.doubleValue ?? 0.05
-        return TrainingConfig(
-            network: try network(p, imageChannels: channels), resolution: resolution,
-            realP: p["real_p"]?.doubleValue ?? 0.5,
-            schedule: PatchSchedule.Kind(rawValue: p["schedule"]?.stringValue ?? "") ?? .stochastic,
-            batch: p["batch"]?.intValue ?? 32, totalKimg: kimg, learningRate: p["lr"]?.doubleValue ?? 1e-3,
-            lrRampupKimg: p["lr_rampup_kimg"]?.doubleValue ?? 10_000, emaHalfLifeKimg: p["ema_kimg"]?.doubleValue ?? 500,
-            emaRampupRatio: ramp > 0 ? ramp : nil, seed: UInt64(max(0, p["seed"]?.intValue ?? 0)),
-            checkpointKimg: p["checkpoint_kimg"]?.doubleValue ?? 5, tickKimg: p["tick_kimg"]?.doubleValue ?? 1)
+    /// The training configuration for a config and a data set of the given geometry.
+    public static func trainingConfig(_ c: Config, resolution: Int, channels: Int) -> TrainingConfig {
+        TrainingConfig(
+            network: network(c, imageChannels: channels), resolution: resolution, realP: c.realP, schedule: c.schedule,
+            batch: c.batch, totalKimg: c.kimg, learningRate: c.lr, lrRampupKimg: c.lrRampupKimg, emaHalfLifeKimg: c.emaKimg,
+            emaRampupRatio: c.emaRampup > 0 ? c.emaRampup : nil, seed: UInt64(c.seed), tickKimg: c.tickKimg)
     }
 
     /// The input directory named by `field` (or the only input when the field is empty).
-    static func input(_ context: StageContext, field: String) throws -> URL {
-        let wanted = context.params[field]?.stringValue ?? ""
+    static func input(_ context: StageContext, field: String, named wanted: String) throws -> URL {
         if !wanted.isEmpty {
             guard let url = context.inputs[wanted] else {
                 throw StageError("\(context.stageName): \(field) '\(wanted)' is not among the consumed stages (\(context.inputs.keys.sorted().joined(separator: ", ")))")
@@ -102,15 +117,27 @@ public struct TrainStage: StageKind {
         return only
     }
 
-    public func run(_ context: StageContext) throws -> StageOutcome {
-        try Engine.exclusive(threads: context.engineThreads) { try compute(context) }
+    public func run(_ config: Config, context: StageContext) throws -> StageOutcome {
+        try Engine.exclusive(threads: context.engineThreads) { try compute(config, context: context) }
     }
 
-    func compute(_ context: StageContext) throws -> StageOutcome {
-        let dataURL = try Self.input(context, field: "data")
+    /// A longer `kimg` continues the recorded shorter run (`state.pdt`), ending bit-identical to
+    /// training to the longer total from scratch: nothing before the old total depends on the total...
+    public var budgetField: String? { "kimg" }
+
+    /// ...except in the progressive schedule, whose patch sizes follow the fraction of the total.
+    public func extensionProblem(_ config: Config) -> String? {
+        config.schedule == .progressive && config.realP < 1 ? "the progressive schedule's patch sizes depend on the total kimg" : nil
+    }
+
+    /// The finished run's state, from which a longer run continues (checkpoint format, content only).
+    public static let stateFileName = "state.pdt"
+
+    func compute(_ fields: Config, context: StageContext) throws -> StageOutcome {
+        let dataURL = try Self.input(context, field: "data", named: fields.data)
         do {
             let data = try DatasetArtifact.open(directory: dataURL)
-            let config = try Self.trainingConfig(context.params, resolution: data.resolution, channels: data.channels)
+            let config = Self.trainingConfig(fields, resolution: data.resolution, channels: data.channels)
             let trainer = try PatchDiffusionTrainer(config: config, images: data)
             try FileManager.default.createDirectory(at: context.workDirectory, withIntermediateDirectories: true)
             let emit = context.emit
@@ -119,9 +146,25 @@ public struct TrainStage: StageKind {
                              data.trainingCount, data.resolution, data.resolution, data.channels, trainer.net.parameterCount,
                              config.realP, config.schedule.rawValue, config.patchSchedule.averageMultiplier,
                              config.trainingSchedule.totalSteps, config.batch)))
+            // Snapshots collect in the work directory, so an interrupted run keeps those it made.
+            let snapshots = context.workDirectory.appendingPathComponent(TrainingSnapshots.directory)
+            try FileManager.default.createDirectory(at: snapshots, withIntermediateDirectories: true)
+            var (baseSeconds, baseImages) = (0.0, 0.0)
+            if let base = context.extending {
+                try Self.copySnapshots(from: base.artifact, to: snapshots)
+                let step = try trainer.continueTraining(from: base.artifact.appendingPathComponent(Self.stateFileName))
+                (baseSeconds, baseImages) = (base.measurements["wall_seconds"] ?? 0, trainer.countedImages)
+                emit(.log(String(format: "train: extending the run that ended at step %d (%.4g counted kimg)", step,
+                                 trainer.countedImages / 1000)))
+            }
+            var snapshotSeconds: [String: Double] = [:]
             var lastLoss = Double.nan
             let result = try trainer.run(
-                workDirectory: context.workDirectory,
+                workDirectory: context.workDirectory, checkpointKimg: fields.checkpointKimg, snapshotKimg: fields.snapshotKimg,
+                onSnapshot: { kimg, weights in
+                    try weights.write(to: snapshots.appendingPathComponent(TrainingSnapshots.fileName(kimg: kimg)))
+                    snapshotSeconds["wall_seconds_at." + String(format: "%.10g", kimg)] = baseSeconds + trainer.wallSeconds
+                },
                 onTick: { t in
                     lastLoss = t.loss
                     emit(.log(String(format: "train: kimg %.2f  loss %.4f  %.1f s/kimg  %.1f img/s  sizes %@", t.kimg, t.loss,
@@ -137,6 +180,10 @@ public struct TrainStage: StageKind {
 
             let out = context.outputDirectory
             try trainer.emaArchive().write(to: out.appendingPathComponent("ema.pdt"))
+            try trainer.resumableState().write(to: out.appendingPathComponent(Self.stateFileName))
+            if !TrainingSnapshots.list(in: context.workDirectory).isEmpty {
+                try FileManager.default.moveItem(at: snapshots, to: out.appendingPathComponent(TrainingSnapshots.directory))
+            }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try (encoder.encode(config) + Data("\n".utf8)).write(to: out.appendingPathComponent("config.json"))
@@ -144,17 +191,19 @@ public struct TrainStage: StageKind {
             line.outputFormatting = [.sortedKeys]
             line.keyEncodingStrategy = .convertToSnakeCase
             var log = Data()
-            for t in result.ticks { log += try line.encode(t) + Data("\n".utf8) }
+            for t in result.ticks { log += try line.encode(TrainingLogLine(t)) + Data("\n".utf8) }
             try log.write(to: out.appendingPathComponent("training_log.jsonl"))
             return StageOutcome(metrics: [
-                "wall_seconds": result.wallSeconds,
-                "images_per_second": result.countedKimg * 1000 / max(result.wallSeconds, 1e-9),
                 "counted_kimg": result.countedKimg,
                 "steps": Double(result.steps),
                 "flops_per_counted_image": result.trainingFlopsPerCountedImage,
                 "final_loss": result.finalLoss,
                 "parameters": Double(trainer.net.parameterCount),
-            ])
+            ], measurements: snapshotSeconds.merging([
+                // Cumulative over the runs an extension continued; images/s of this run alone.
+                "wall_seconds": baseSeconds + result.wallSeconds,
+                "images_per_second": (result.countedKimg * 1000 - baseImages) / max(result.wallSeconds, 1e-9),
+            ]) { a, _ in a })
         } catch let e as DiffusionError {
             throw StageError("\(context.stageName): \(e.message)")
         } catch let e as DataError {
@@ -162,5 +211,43 @@ public struct TrainStage: StageKind {
         } catch is TrainingCancelled {
             throw StageCancelled()
         }
+    }
+}
+
+extension TrainStage {
+    /// Copies the snapshots of the run being extended (an extension's artifact holds them all, as a
+    /// from-scratch run's would); ones already in the work directory (a resumed extension) stay.
+    static func copySnapshots(from artifact: URL, to directory: URL) throws {
+        for (_, url) in TrainingSnapshots.list(in: artifact) {
+            let target = directory.appendingPathComponent(url.lastPathComponent)
+            if !FileManager.default.fileExists(atPath: target.path) { try FileManager.default.copyItem(at: url, to: target) }
+        }
+    }
+}
+
+extension PatchSchedule.Kind: ConfigEnum {}
+
+extension Check where Value == Double {
+    /// Optimisers run in float32: a rate beyond Float's range would become inf there. A huge finite
+    /// rate is allowed: its divergence is reported at the step where the loss stops being finite.
+    static var learningRate: Check {
+        Check("(0, 3.4e38]") { v in
+            guard v > 0 && v.isFinite else { return "must be positive and finite" }
+            return v <= Double(Float.greatestFiniteMagnitude) ? nil : "must be finite in float32 (at most 3.4e38)"
+        }
+    }
+}
+
+/// One line of `training_log.jsonl`: what a tick computed. Its speeds are measurements, which
+/// differ from run to run and so stay out of the artifact.
+struct TrainingLogLine: Encodable {
+    var kimg: Double
+    var step: Int
+    var loss: Double
+    var learningRate: Double
+    var patchSizeHistogram: [String: Int]
+
+    init(_ t: TrainingTick) {
+        (kimg, step, loss, learningRate, patchSizeHistogram) = (t.kimg, t.step, t.loss, t.learningRate, t.patchSizeHistogram)
     }
 }

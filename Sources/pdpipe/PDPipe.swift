@@ -10,7 +10,7 @@ struct PDPipe: ParsableCommand {
         abstract: "A declarative experiment-pipeline runner with a content-addressed cache.",
         version: versionDescription + "\n" + Engine.blasDescription,
         subcommands: [RunCommand.self, StatusCommand.self, WhyCommand.self, DagCommand.self, RunsCommand.self,
-                      LogsCommand.self, ReportCommand.self, CacheCommand.self, GCCommand.self])
+                      LogsCommand.self, ReportCommand.self, CacheCommand.self, GCCommand.self, KindsCommand.self])
 
     /// Like ArgumentParser's main, but usage errors exit 2 (DESIGN.md), not EX_USAGE (64).
     static func main() {

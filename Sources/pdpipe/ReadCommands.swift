@@ -51,31 +51,34 @@ struct WhyCommand: ParsableCommand {
         let (expansion, store) = try spec.load()
         let rows = try catchingSpecErrors { try Runner(expansion: expansion, store: store).explain(stage) }
         for row in rows {
-            guard let key = row.key else { continue }
-            if !row.note.isEmpty {
-                print("\(row.id): \(row.note)")
-                if let old = row.old {
-                    for d in StageKey.diff(old: old.components, new: key.components) {
-                        print("  \(d.name): \(d.old ?? "(absent)") -> \(d.new ?? "(absent)")")
-                    }
-                }
+            let key = row.key
+            if !row.pendingUpstream.isEmpty {
+                print("\(row.id): RUN: upstream " + row.pendingUpstream.map { "`\($0)`" }.joined(separator: ", ") + " must run first")
+                if let old = row.old { printDiff(old: old.components, new: key.components) }
                 continue
             }
             guard let old = row.old else {
-                print("\(row.id): RUN — never run (key \(key.key.prefix(12)))")
+                print("\(row.id): \(row.action.rawValue) — never run in this experiment (key \(key.key.prefix(12)))")
                 for (name, value) in key.components.sorted(by: { $0.key < $1.key }) { print("  \(name): \(value)") }
                 continue
             }
-            let stored = try store.result(forKey: key.key) != nil
             if old.key == key.key {
-                print("\(row.id): UP-TO-DATE (key \(key.key.prefix(12)), \(key.components.count) components unchanged)")
+                print("\(row.id): \(row.action.rawValue) (key \(key.key.prefix(12)), \(key.components.count) components unchanged)")
                 continue
             }
-            print("\(row.id): \(stored ? "RESTORE (this key is stored)" : "RUN") — key \(old.key.prefix(12)) -> \(key.key.prefix(12))")
-            let diff = StageKey.diff(old: old.components, new: key.components)
-            for d in diff { print("  \(d.name): \(d.old ?? "(absent)") -> \(d.new ?? "(absent)")") }
-            print("  (\(key.components.count - diff.filter { $0.new != nil && $0.old != nil }.count - diff.filter { $0.old == nil }.count) components unchanged)")
+            let label = row.action == .restore ? "RESTORE (this key is stored)" : row.action.rawValue
+            print("\(row.id): \(label) — key \(old.key.prefix(12)) -> \(key.key.prefix(12))")
+            let changed = printDiff(old: old.components, new: key.components)
+            print("  (\(key.components.count - changed) components unchanged)")
         }
+    }
+
+    /// Prints the components that differ; returns how many of the new key's components changed or are new.
+    @discardableResult
+    func printDiff(old: [String: String], new: [String: String]) -> Int {
+        let diff = StageKey.diff(old: old, new: new)
+        for d in diff { print("  \(d.name): \(d.old ?? "(absent)") -> \(d.new ?? "(absent)")") }
+        return diff.filter { $0.new != nil }.count
     }
 }
 

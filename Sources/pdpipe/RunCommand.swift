@@ -55,7 +55,7 @@ struct RunCommand: ParsableCommand {
             throw Exit.stageFailed
         }
         console.finish()
-        let counts = [("ran", summary.count(.run)), ("restored", summary.count(.restore)),
+        let counts = [("ran", summary.count(.run)), ("extended", summary.count(.extend)), ("restored", summary.count(.restore)),
                       ("up-to-date", summary.count(.upToDate)), ("failed", summary.count(.failed)),
                       ("skipped", summary.count(.skipped))]
         print(counts.filter { $0.1 > 0 || $0.0 == "ran" }.map { "\($0.1) \($0.0)" }.joined(separator: ", ")
@@ -76,9 +76,9 @@ func finish(_ code: Int32, keeping store: Store) -> Never {
 
 func printPlan(_ lines: [PlanLine]) {
     for l in lines {
-        print(l.action.rawValue + " " + l.id + (l.action == .run ? " (\(l.reason))" : ""))
+        print(l.action.rawValue + " " + l.id + (l.action == .run || l.action == .extend ? " (\(l.reason))" : ""))
     }
-    let run = lines.filter { $0.action == .run }.count
+    let run = lines.filter { $0.action == .run || $0.action == .extend }.count
     let restore = lines.filter { $0.action == .restore }.count
     let ok = lines.filter { $0.action == .upToDate }.count
     print("\(run) to run, \(restore) to restore, \(ok) up-to-date")
@@ -123,12 +123,12 @@ final class Console: @unchecked Sendable {
     func handle(_ event: RunEvent) {
         lock.lock(); defer { lock.unlock() }
         switch event {
-        case .started(let id, let reason):
+        case .started(let id, let action, let reason):
             started[id] = Date()
-            say("RUN \(id) (\(reason))")
+            say("\(action.rawValue) \(id) (\(reason))")
         case .done(let line):
             switch line.action {
-            case .run: say("  done \(line.id) in \(String(format: "%.2f", line.seconds)) s")
+            case .run, .extend: say("  done \(line.id) in \(String(format: "%.2f", line.seconds)) s")
             case .restore: say("RESTORE \(line.id)")
             case .upToDate: say("UP-TO-DATE \(line.id)")
             case .failed: say(line.reason == "interrupted" ? "INTERRUPTED \(line.id)" : "FAILED \(line.id): \(line.reason)")

@@ -15,12 +15,12 @@ import Testing
         return InMemoryImages(count: 4, resolution: r, channels: 1, bytes: bytes)
     }
 
-    static func tinyConfig(kimg: Double, realP: Double = 0.5, checkpointKimg: Double = 0, dropout: Double = 0,
+    static func tinyConfig(kimg: Double, realP: Double = 0.5, dropout: Double = 0,
                            resolution: Int = 16) -> TrainingConfig {
         TrainingConfig(network: UNetConfig(imageChannels: 1, coordinates: true, modelChannels: 16, channelMult: [1, 2],
                                            numBlocks: 1, attentionLevels: [1], dropout: dropout),
                        resolution: resolution, realP: realP, batch: 4, totalKimg: kimg, learningRate: 2e-3, lrRampupKimg: 0.05,
-                       emaHalfLifeKimg: 0.05, seed: 3, checkpointKimg: checkpointKimg, tickKimg: 0.05)
+                       emaHalfLifeKimg: 0.05, seed: 3, tickKimg: 0.05)
     }
 
     static func tempDir() -> URL {
@@ -30,7 +30,7 @@ import Testing
     }
 
     @Test func resumeAfterInterruptEndsIdentically() throws {
-        let config = Self.tinyConfig(kimg: 0.12, checkpointKimg: 0.03, dropout: 0.1)
+        let config = Self.tinyConfig(kimg: 0.12, dropout: 0.1)
         let straight = try PatchDiffusionTrainer(config: config, images: Self.handful())
         let a = try straight.run(workDirectory: nil)
 
@@ -39,7 +39,7 @@ import Testing
         let first = try PatchDiffusionTrainer(config: config, images: Self.handful())
         var calls = 0
         #expect(throws: TrainingCancelled.self) {
-            _ = try first.run(workDirectory: dir, isCancelled: { calls += 1; return calls > 9 })
+            _ = try first.run(workDirectory: dir, checkpointKimg: 0.03, isCancelled: { calls += 1; return calls > 9 })
         }
         #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent(PatchDiffusionTrainer.checkpointFileName).path))
         let second = try PatchDiffusionTrainer(config: config, images: Self.handful())
@@ -51,6 +51,63 @@ import Testing
         #expect(a.ticks.map(\.loss) == b.ticks.map(\.loss))
         let hist = a.ticks.reduce(into: [String: Int]()) { acc, t in for (k, v) in t.patchSizeHistogram { acc[k, default: 0] += v } }
         #expect(hist.values.reduce(0, +) == a.steps)
+    }
+
+    /// Snapshots: the EMA weights at each multiple of snapshot_kimg, the last one the final EMA
+    /// when the total is such a multiple; a resumed run emits the rest, identically.
+    @Test func snapshotsAtEachMultipleAndIdenticalAfterResume() throws {
+        let config = Self.tinyConfig(kimg: 0.12, dropout: 0.1)
+        var straight: [(Double, [Tensor])] = []
+        let a = try PatchDiffusionTrainer(config: config, images: Self.handful())
+        _ = try a.run(workDirectory: nil, snapshotKimg: 0.04, onSnapshot: { kimg, archive in
+            straight.append((kimg, archive.tensors.map(\.tensor)))
+        })
+        #expect(straight.map(\.0) == [0.04, 0.08, 0.12])
+        #expect(straight.last!.1 == a.ema.values)
+
+        let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var resumed: [Double: [Tensor]] = [:]
+        var calls = 0
+        let first = try PatchDiffusionTrainer(config: config, images: Self.handful())
+        #expect(throws: TrainingCancelled.self) {
+            _ = try first.run(workDirectory: dir, snapshotKimg: 0.04, onSnapshot: { resumed[$0] = $1.tensors.map(\.tensor) },
+                              isCancelled: { calls += 1; return calls > 9 })
+        }
+        let second = try PatchDiffusionTrainer(config: config, images: Self.handful())
+        _ = try second.run(workDirectory: dir, snapshotKimg: 0.04, onSnapshot: { resumed[$0] = $1.tensors.map(\.tensor) })
+        for (kimg, weights) in straight { #expect(resumed[kimg] == weights, "snapshot \(kimg)") }
+    }
+
+    /// Extending a finished run to a longer total ends exactly where training to that total at once
+    /// does: weights, EMA, log, and the state a further extension would start from.
+    @Test func extendingATrainingEqualsTrainingLongerFromScratch() throws {
+        let long = Self.tinyConfig(kimg: 0.13, dropout: 0.1)
+        let straight = try PatchDiffusionTrainer(config: long, images: Self.handful())
+        let whole = try straight.run(workDirectory: nil)
+
+        let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let short = try PatchDiffusionTrainer(config: Self.tinyConfig(kimg: 0.07, dropout: 0.1), images: Self.handful())
+        let part = try short.run(workDirectory: nil)
+        #expect(part.steps < whole.steps)
+        let state = dir.appendingPathComponent("state.pdt")
+        try short.resumableState().write(to: state)
+
+        let extended = try PatchDiffusionTrainer(config: long, images: Self.handful())
+        #expect(try extended.continueTraining(from: state) == part.steps)
+        let rest = try extended.run(workDirectory: nil)
+        #expect(extended.ema.values == straight.ema.values)
+        #expect(extended.net.parameters.map(\.value) == straight.net.parameters.map(\.value))
+        #expect(rest.ticks.map(\.loss) == whole.ticks.map(\.loss) && rest.ticks.map(\.kimg) == whole.ticks.map(\.kimg))
+        #expect(try extended.resumableState().tensors.map(\.tensor) == (try straight.resumableState().tensors.map(\.tensor)))
+        #expect(try extended.resumableState().metadata == (try straight.resumableState().metadata))
+
+        // A state of another configuration (other seed) is refused.
+        var other = long
+        other.seed = 4
+        let wrong = try PatchDiffusionTrainer(config: other, images: Self.handful())
+        #expect(throws: DiffusionError.self) { try wrong.continueTraining(from: state) }
     }
 
     @Test func nonFiniteLossNamesTheStep() throws {

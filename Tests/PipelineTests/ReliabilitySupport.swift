@@ -83,35 +83,6 @@ enum Reliability {
     /// SHA-256 of a file, computed here with Engine-free Foundation + the store's hex helper.
     static func fileDigest(_ url: URL) throws -> String { Digest.hex(try Data(contentsOf: url)) }
 
-    /// Digest of a stored result's content with its timings left out: `metrics.json` without
-    /// keys naming seconds, `training_log.jsonl` without its per-tick speeds. What an interrupted
-    /// and resumed run must reproduce exactly.
-    static func contentDigest(_ dir: URL) throws -> String {
-        var listing = ""
-        let base = dir.standardizedFileURL.path
-        let files = (FileManager.default.enumerator(atPath: base)?.allObjects as? [String] ?? []).filter {
-            var isDir: ObjCBool = false
-            return FileManager.default.fileExists(atPath: base + "/" + $0, isDirectory: &isDir) && !isDir.boolValue
-        }.sorted()
-        for rel in files {
-            let url = dir.appendingPathComponent(rel)
-            let data = try Data(contentsOf: url)
-            let name = url.lastPathComponent
-            if name == "metrics.json" || name == "training_log.jsonl" {
-                var lines: [String] = []
-                for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
-                    guard var object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { continue }
-                    for k in object.keys where k.contains("second") { object.removeValue(forKey: k) }
-                    lines.append(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
-                }
-                listing += rel + "\u{0}" + Digest.hex(lines.joined(separator: "\n")) + "\n"
-            } else {
-                listing += rel + "\u{0}" + Digest.hex(data) + "\n"
-            }
-        }
-        return Digest.hex(listing)
-    }
-
     /// Hash of every file (path, size, bytes) and directory under `dir`: "byte-for-byte unchanged".
     static func treeHash(_ dir: URL) -> String {
         let base = dir.standardizedFileURL.path

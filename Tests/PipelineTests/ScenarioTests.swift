@@ -86,13 +86,13 @@ import Testing
         try f.run("experiments/sweep.yaml")
         let rows = try f.runner("experiments/sweep.yaml", overrides: ["eval.mode=slow"]).explain("evaluate@lr=0.2")
         #expect(rows.count == 1)
-        let diff = StageKey.diff(old: rows[0].old!.components, new: rows[0].key!.components)
+        let diff = StageKey.diff(old: rows[0].old!.components, new: rows[0].key.components)
         #expect(diff.map(\.name) == ["param.eval.mode"])
         #expect(diff[0].old == "\"fast\"" && diff[0].new == "\"slow\"")
 
         try f.write("data/input.txt", "7\n")
         let prep = try f.runner("experiments/sweep.yaml").explain("prep")
-        #expect(StageKey.diff(old: prep[0].old!.components, new: prep[0].key!.components).map(\.name) == ["file.data/input.txt"])
+        #expect(StageKey.diff(old: prep[0].old!.components, new: prep[0].key.components).map(\.name) == ["file.data/input.txt"])
     }
 
     @Test func reportListsCellsWithMetrics() throws {

@@ -158,6 +158,7 @@ import Testing
         let seconds = Date().timeIntervalSince(started)
         print("spec fuzz: \(iterations) iterations (seed \(seed)) in \(String(format: "%.1f", seconds)) s: \(tally.accepted) accepted, "
               + "\(tally.rejected) rejected with located errors, slowest input \(String(format: "%.1f", tally.slowest * 1000)) ms")
-        #expect(tally.slowest < 2, "an input took \(tally.slowest) s")
+        // A hang detector, not a speed goal: generous, since tests share the cores with builds.
+        #expect(tally.slowest < 10, "an input took \(tally.slowest) s")
     }
 }

@@ -42,8 +42,8 @@ import Testing
         #expect(r.status == 1)
         // Step 0 runs on the initial weights (finite loss); Adam's first update moves every weight by
         // about lr * sign(g) = 1e30, so the next forward pass overflows float32: step 1.
-        #expect(r.out.contains("FAILED train: train: non-finite loss (nan) at step 1 ") || r.out.contains("FAILED train: train: non-finite loss (inf) at step 1 ")
-                || r.out.contains("FAILED train: train: non-finite loss (-inf) at step 1 "), "\(r.out)")
+        // (NaN's printed sign depends on the kernel that produced it.)
+        #expect(["nan", "-nan", "inf", "-inf"].contains { r.out.contains("FAILED train: train: non-finite loss (\($0)) at step 1 ") }, "\(r.out)")
         #expect(r.out.contains("SKIPPED after (upstream `train` did not complete)"))
         // Nothing cached for train or after: only the dataset is recorded, and only its object stored.
         let rows = try Reliability.results(f.storeURL)

@@ -12,15 +12,12 @@ struct DatasetStageTests {
 
     /// Runs the stage like the runner does: defaults filled in, an empty output directory.
     func run(_ overrides: [String: ParamValue], project: URL, cancelled: Bool = false) throws -> (URL, StageOutcome) {
-        var params: [String: ParamValue] = [:]
-        for spec in kind.params { if let value = spec.defaultValue { params[spec.name] = value } }
-        params.merge(overrides) { $1 }
         let output = project.appendingPathComponent("out-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
-        let context = StageContext(stageName: "data", cellID: "data", key: String(repeating: "0", count: 64), params: params,
+        let context = StageContext(stageName: "data", cellID: "data", key: String(repeating: "0", count: 64),
                                    inputs: [:], outputDirectory: output, workDirectory: project.appendingPathComponent("work"),
                                    projectDirectory: project, threads: 2, emit: { _ in }, isCancelled: { cancelled })
-        return (output, try kind.run(context))
+        return (output, try kind.run(fields: overrides, context: context))
     }
 
     func makeProject() throws -> URL {
@@ -76,9 +73,12 @@ struct DatasetStageTests {
 
     @Test("validation and external paths")
     func validation() {
-        let problems = kind.validate(["source": .string("cifar10"), "path": .string("")])
-        #expect(problems.map(\.field) == ["path"])
-        #expect(kind.validate(["source": .string("emoji"), "split": .string("test"), "path": .string("")]).map(\.field) == ["split"])
+        var cifar = DatasetStage.Config()
+        cifar.source = .cifar10
+        #expect(kind.validate(cifar).map(\.field) == ["path"])
+        var emojiTest = DatasetStage.Config()
+        (emojiTest.source, emojiTest.split) = (.emoji, .test)
+        #expect(kind.validate(emojiTest).map(\.field) == ["split"])
         let project = URL(fileURLWithPath: "/p")
         #expect(kind.externalPaths(["source": .string("fashion-mnist"), "path": .string(""), "split": .string("test")], projectDirectory: project).map(\.path)
                 == ["/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz", "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz"])

@@ -15,17 +15,15 @@ import Testing
     let root = FileManager.default.temporaryDirectory.appendingPathComponent("pdpipe-metrics-checks-\(UUID().uuidString)")
 
     func run(_ kind: any StageKind, _ name: String, _ params: [String: ParamValue], _ inputs: [String: URL]) throws -> (metrics: [String: Double], output: URL) {
-        var resolved: [String: ParamValue] = [:]
-        for spec in kind.params { resolved[spec.name] = params[spec.name] ?? spec.defaultValue }
         let output = root.appendingPathComponent(name)
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
         let started = Date()
-        let context = StageContext(stageName: name, cellID: name, key: name, params: resolved, inputs: inputs,
+        let context = StageContext(stageName: name, cellID: name, key: name, inputs: inputs,
                                    outputDirectory: output, workDirectory: root.appendingPathComponent("work-\(name)"),
                                    projectDirectory: root, threads: 2, emit: { event in
                                        if case .log(let line) = event { print("  [\(name)] \(line)") }
                                    }, isCancelled: { false })
-        let outcome = try kind.run(context)
+        let outcome = try kind.run(fields: params, context: context)
         print(String(format: "  [%@] %.1f s", name, Date().timeIntervalSince(started)))
         return (outcome.metrics, output)
     }

@@ -60,15 +60,13 @@ import Testing
 
     func run(_ kind: any StageKind, _ name: String, params: [String: ParamValue], inputs: [String: URL]) throws
         -> (outcome: StageOutcome, output: URL, events: [StageEvent]) {
-        var resolved: [String: ParamValue] = [:]
-        for spec in kind.params { resolved[spec.name] = params[spec.name] ?? spec.defaultValue }
         let output = root.appendingPathComponent("out-\(name)")
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
         let recorder = EventRecorder()
-        let context = StageContext(stageName: name, cellID: name, key: name, params: resolved, inputs: inputs,
+        let context = StageContext(stageName: name, cellID: name, key: name, inputs: inputs,
                                    outputDirectory: output, workDirectory: root.appendingPathComponent("work-\(name)"),
                                    projectDirectory: root, threads: 2, emit: { recorder.append($0) }, isCancelled: { false })
-        return (try kind.run(context), output, recorder.events)
+        return (try kind.run(fields: params, context: context), output, recorder.events)
     }
 
     final class EventRecorder: @unchecked Sendable {

@@ -26,28 +26,28 @@ enum TrainSampleSupport {
         return out
     }
 
-    /// Resolved params: the kind's defaults overridden by `overrides`.
-    static func params(_ kind: some StageKind, _ overrides: [String: ParamValue]) -> [String: ParamValue] {
-        var p: [String: ParamValue] = [:]
-        for spec in kind.params { if let d = spec.defaultValue { p[spec.name] = d } }
-        for (k, v) in overrides { p[k] = v }
-        return p
-    }
-
-    static func context(_ kind: some StageKind, name: String, params: [String: ParamValue], inputs: [String: URL], root: URL,
+    static func context(name: String, inputs: [String: URL], root: URL,
                         workTag: String = "work", isCancelled: @escaping @Sendable () -> Bool = { false }) -> StageContext {
         let out = root.appendingPathComponent("\(name)-out-\(UInt32.random(in: 0...UInt32.max))")
         try! FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-        return StageContext(stageName: name, cellID: name, key: "test", params: Self.params(kind, params), inputs: inputs,
+        return StageContext(stageName: name, cellID: name, key: "test", inputs: inputs,
                             outputDirectory: out, workDirectory: root.appendingPathComponent("\(name)-\(workTag)"),
                             projectDirectory: root, threads: 2, emit: { _ in }, isCancelled: isCancelled)
     }
 
-    static let tinyTrain: [String: ParamValue] = [
-        "model_channels": .int(8), "channel_mult": .list([.int(1), .int(2)]), "num_blocks": .int(1),
-        "attention_levels": .list([.int(1)]), "batch": .int(2), "kimg": .double(0.04), "lr": .double(2e-3),
-        "lr_rampup_kimg": .double(0.01), "ema_kimg": .double(0.01), "checkpoint_kimg": .double(0.01), "tick_kimg": .double(0.01),
-    ]
+    static let tinyTrain: TrainStage.Config = {
+        var c = TrainStage.Config()
+        (c.modelChannels, c.channelMult, c.numBlocks, c.attentionLevels, c.batch) = (8, [1, 2], 1, [1], 2)
+        (c.kimg, c.lr, c.lrRampupKimg, c.emaKimg, c.checkpointKimg, c.tickKimg) = (0.04, 2e-3, 0.01, 0.01, 0.01, 0.01)
+        return c
+    }()
+
+    /// Trains `config` on the tiny dataset and returns the context it ran in.
+    static func train(_ config: TrainStage.Config = tinyTrain, data: URL, root: URL, input: String = "d",
+                      workTag: String = "work", isCancelled: @escaping @Sendable () -> Bool = { false }) throws -> (StageContext, StageOutcome) {
+        let ctx = context(name: "train", inputs: [input: data], root: root, workTag: workTag, isCancelled: isCancelled)
+        return (ctx, try TrainStage().run(config, context: ctx))
+    }
 }
 
 /// A counter that flips to "cancelled" after `limit` queries (for interrupting a stage).

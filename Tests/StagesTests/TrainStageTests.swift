@@ -8,10 +8,9 @@ import Testing
         let root = TrainSampleSupport.tempDir("train")
         defer { try? FileManager.default.removeItem(at: root) }
         let data = try TrainSampleSupport.tinyDataset(in: root)
-        let ctx = TrainSampleSupport.context(TrainStage(), name: "train", params: TrainSampleSupport.tinyTrain, inputs: ["dataset": data], root: root)
-        let outcome = try TrainStage().run(ctx)
+        let (ctx, outcome) = try TrainSampleSupport.train(data: data, root: root, input: "dataset")
         let files = try FileManager.default.contentsOfDirectory(atPath: ctx.outputDirectory.path).sorted()
-        #expect(files == ["config.json", "ema.pdt", "training_log.jsonl"])
+        #expect(files == ["config.json", "ema.pdt", "state.pdt", "training_log.jsonl"])
         // 0.04 counted kimg at B = 2, m_avg 1.9: ceil(40 / 3.8) = 11 steps.
         #expect(outcome.metrics["steps"] == 11)
         #expect(abs(outcome.metrics["counted_kimg"]! - 11 * 3.8 / 1000) < 1e-12)
@@ -20,7 +19,9 @@ import Testing
             .split(separator: "\n")
         #expect(lines.count >= 3)
         let last = try JSONSerialization.jsonObject(with: Data(lines.last!.utf8)) as! [String: Any]
-        #expect(Set(last.keys).isSuperset(of: ["kimg", "loss", "seconds_per_kimg", "patch_size_histogram"]))
+        // Content only: speeds are measurements, reported beside the result.
+        #expect(Set(last.keys) == ["kimg", "step", "loss", "learning_rate", "patch_size_histogram"])
+        #expect((outcome.measurements["wall_seconds"] ?? 0) > 0 && outcome.metrics["wall_seconds"] == nil)
         let weights = try TensorArchive.read(ctx.outputDirectory.appendingPathComponent("ema.pdt"))
         let meta = try JSONDecoder().decode(EMAWeightsMetadata.self, from: weights.metadata)
         #expect(meta.network.imageChannels == 3 && meta.network.coordinates && meta.resolution == 8)
@@ -31,16 +32,13 @@ import Testing
         defer { try? FileManager.default.removeItem(at: root) }
         let data = try TrainSampleSupport.tinyDataset(in: root)
         let cancel = CancelAfter(5)
-        let first = TrainSampleSupport.context(TrainStage(), name: "train", params: TrainSampleSupport.tinyTrain, inputs: ["d": data],
-                                               root: root, isCancelled: { cancel() })
-        #expect(throws: StageCancelled.self) { _ = try TrainStage().run(first) }
+        let first = TrainSampleSupport.context(name: "train", inputs: ["d": data], root: root, isCancelled: { cancel() })
+        #expect(throws: StageCancelled.self) { _ = try TrainStage().run(TrainSampleSupport.tinyTrain, context: first) }
         #expect(try FileManager.default.contentsOfDirectory(atPath: first.outputDirectory.path).isEmpty, "no outputs when interrupted")
-        var second = TrainSampleSupport.context(TrainStage(), name: "train", params: TrainSampleSupport.tinyTrain, inputs: ["d": data], root: root)
+        var second = TrainSampleSupport.context(name: "train", inputs: ["d": data], root: root)
         second.workDirectory = first.workDirectory
-        let resumed = try TrainStage().run(second)
-        let freshContext = TrainSampleSupport.context(TrainStage(), name: "train", params: TrainSampleSupport.tinyTrain,
-                                                      inputs: ["d": data], root: root, workTag: "fresh")
-        let fresh = try TrainStage().run(freshContext)
+        let resumed = try TrainStage().run(TrainSampleSupport.tinyTrain, context: second)
+        let (freshContext, fresh) = try TrainSampleSupport.train(data: data, root: root, workTag: "fresh")
         #expect(resumed.metrics["counted_kimg"] == fresh.metrics["counted_kimg"])
         #expect(resumed.metrics["final_loss"] == fresh.metrics["final_loss"])
         let a = try Data(contentsOf: second.outputDirectory.appendingPathComponent("ema.pdt"))
@@ -52,12 +50,11 @@ import Testing
         let root = TrainSampleSupport.tempDir("nan")
         defer { try? FileManager.default.removeItem(at: root) }
         let data = try TrainSampleSupport.tinyDataset(in: root)
-        var params = TrainSampleSupport.tinyTrain
-        params["lr"] = .double(1e36)
-        params["lr_rampup_kimg"] = .double(0)
-        let ctx = TrainSampleSupport.context(TrainStage(), name: "train", params: params, inputs: ["d": data], root: root)
+        var config = TrainSampleSupport.tinyTrain
+        (config.lr, config.lrRampupKimg) = (1e36, 0)
+        let ctx = TrainSampleSupport.context(name: "train", inputs: ["d": data], root: root)
         do {
-            _ = try TrainStage().run(ctx)
+            _ = try TrainStage().run(config, context: ctx)
             Issue.record("finished with lr 1e36")
         } catch let e as StageError {
             #expect(e.message.contains("non-finite loss") && e.message.contains("step"), "\(e.message)")
@@ -69,20 +66,53 @@ import Testing
         let root = TrainSampleSupport.tempDir("bad")
         defer { try? FileManager.default.removeItem(at: root) }
         let data = try TrainSampleSupport.tinyDataset(in: root)
-        var params = TrainSampleSupport.tinyTrain
-        params["data"] = .string("missing")
-        #expect(throws: StageError.self) {
-            _ = try TrainStage().run(TrainSampleSupport.context(TrainStage(), name: "train", params: params, inputs: ["d": data], root: root))
-        }
+        var config = TrainSampleSupport.tinyTrain
+        config.data = "missing"
+        #expect(throws: StageError.self) { _ = try TrainSampleSupport.train(config, data: data, root: root) }
         // Patch sizes 2, 4, 8 with three halvings (divisor 4): R/4 = 2 is not a multiple of 4.
         var deep = TrainSampleSupport.tinyTrain
-        deep["channel_mult"] = .list([.int(1), .int(1), .int(1)])
+        deep.channelMult = [1, 1, 1]
         do {
-            _ = try TrainStage().run(TrainSampleSupport.context(TrainStage(), name: "train", params: deep, inputs: ["d": data], root: root))
+            _ = try TrainSampleSupport.train(deep, data: data, root: root)
             Issue.record("trained with patches not divisible by the downsampling")
         } catch let e as StageError { #expect(e.message.contains("resolution")) }
         // Attention at a level that does not exist is caught by validate.
-        let problems = TrainStage().validate(TrainSampleSupport.params(TrainStage(), ["attention_levels": .list([.int(5)])]))
-        #expect(problems.map(\.field) == ["attention_levels"])
+        var attention = TrainStage.Config()
+        attention.attentionLevels = [5]
+        #expect(TrainStage().validate(attention).map(\.field) == ["attention_levels"])
+    }
+
+    /// `checkpoint_kimg` is operational (kept out of the stage key): it must not change a byte of the artifact.
+    @Test func checkpointIntervalDoesNotChangeTheArtifact() throws {
+        let root = TrainSampleSupport.tempDir("ckpt")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let data = try TrainSampleSupport.tinyDataset(in: root)
+        var never = TrainSampleSupport.tinyTrain
+        never.checkpointKimg = 0
+        let (often, oftenOutcome) = try TrainSampleSupport.train(data: data, root: root, workTag: "often")
+        let (rarely, rarelyOutcome) = try TrainSampleSupport.train(never, data: data, root: root, workTag: "never")
+        for file in ["ema.pdt", "config.json", "training_log.jsonl"] {
+            #expect(try Data(contentsOf: often.outputDirectory.appendingPathComponent(file))
+                    == Data(contentsOf: rarely.outputDirectory.appendingPathComponent(file)), "\(file)")
+        }
+        #expect(oftenOutcome.metrics == rarelyOutcome.metrics)
+        #expect(TrainStage.Config.fields.filter(\.isOperational).map(\.name) == ["checkpoint_kimg"])
+    }
+
+    /// Defaults live in the config's property initialisers; decoding a partial field map fills them in.
+    @Test func decodingFillsDefaultsAndNamesBadFields() throws {
+        let kind = TrainStage()
+        let config = try kind.decode(["kimg": .int(3), "batch": .double(16)])
+        #expect(config.kimg == 3 && config.batch == 16 && config.realP == 0.5 && config.checkpointKimg == 5)
+        #expect(kind.fields.first { $0.name == "real_p" }?.defaultValue == .double(0.5))
+        #expect(kind.fields.first { $0.name == "kimg" }?.defaultValue == nil, "kimg is required")
+        do {
+            _ = try kind.decode(["kimg": .double(1e300), "batch": .string("many"), "real_pp": .double(0.5)])
+            Issue.record("decoded an out-of-range kimg")
+        } catch let e as ConfigErrors {
+            #expect(e.problems.map(\.field) == ["batch", "kimg", "real_pp"])
+            #expect(e.problems.map(\.reason) == [.type, .value, .unknown])
+        }
+        #expect(throws: ConfigErrors.self) { _ = try kind.decode([:]) }
     }
 }

@@ -47,9 +47,13 @@ public final class PatchDiffusionTrainer {
     public internal(set) var step = 0
     var rng: RandomGenerator
     var ticks: [TrainingTick] = []
-    var wallSeconds = 0.0
+    /// Seconds spent in training steps so far (resumed runs continue the count).
+    public internal(set) var wallSeconds = 0.0
     // The tick in progress.
     var tick = TickAccumulator()
+    /// The log as it stood before the end of training closed a partial tick: what a longer run
+    /// continues from, so extending ends with the same log as training to the longer total at once.
+    var logBeforeFinalTick: (ticks: [TrainingTick], tick: TickAccumulator)?
 
     struct TickAccumulator: Codable {
         var lossSum = 0.0, rounds = 0, seconds = 0.0, startImages = 0.0
@@ -105,21 +109,32 @@ public final class PatchDiffusionTrainer {
         return loss
     }
 
-    /// Trains to the configured counted kimg, resuming from `workDirectory`'s checkpoint if there is one.
-    public func run(workDirectory: URL?, onTick: (TrainingTick) -> Void = { _ in },
+    /// Trains to the configured counted kimg, resuming from `workDirectory`'s checkpoint if there is one,
+    /// and checkpointing there every `checkpointKimg` counted kimg (0: only when cancelled).
+    /// Every `snapshotKimg` counted kimg, `onSnapshot` gets the EMA weights and the multiple of
+    /// `snapshotKimg` just reached (the first step at or past it; a resumed run repeats none it passed).
+    public func run(workDirectory: URL?, checkpointKimg: Double = 0, snapshotKimg: Double = 0,
+                    onSnapshot: (_ kimg: Double, TensorArchive) throws -> Void = { _, _ in },
+                    onTick: (TrainingTick) -> Void = { _ in },
                     onStep: (_ kimg: Double, _ loss: Double) -> Void = { _, _ in },
                     isCancelled: () -> Bool = { false }) throws -> TrainingResult {
-        try Engine.exclusive { try train(workDirectory: workDirectory, onTick: onTick, onStep: onStep, isCancelled: isCancelled) }
+        try Engine.exclusive {
+            try train(workDirectory: workDirectory, checkpointKimg: checkpointKimg, snapshotKimg: snapshotKimg,
+                      onSnapshot: onSnapshot, onTick: onTick, onStep: onStep, isCancelled: isCancelled)
+        }
     }
 
-    private func train(workDirectory: URL?, onTick: (TrainingTick) -> Void, onStep: (_ kimg: Double, _ loss: Double) -> Void,
-                       isCancelled: () -> Bool) throws -> TrainingResult {
+    private func train(workDirectory: URL?, checkpointKimg: Double, snapshotKimg: Double,
+                       onSnapshot: (_ kimg: Double, TensorArchive) throws -> Void, onTick: (TrainingTick) -> Void,
+                       onStep: (_ kimg: Double, _ loss: Double) -> Void, isCancelled: () -> Bool) throws -> TrainingResult {
         var resumedFrom: Int?
         if let dir = workDirectory, let restored = try restoreCheckpoint(from: dir) { resumedFrom = restored }
         let sched = config.trainingSchedule
         let total = sched.totalSteps
-        var nextCheckpoint = nextMultiple(of: config.checkpointKimg * 1000, after: countedImages)
+        var nextCheckpoint = nextMultiple(of: checkpointKimg * 1000, after: countedImages)
         var nextTick = nextMultiple(of: config.tickKimg * 1000, after: countedImages)
+        var nextSnapshot = nextMultiple(of: snapshotKimg * 1000, after: countedImages)
+        logBeforeFinalTick = nil
         while step < total {
             if isCancelled() {
                 if let dir = workDirectory { try writeCheckpoint(to: dir) }
@@ -131,15 +146,22 @@ public final class PatchDiffusionTrainer {
             wallSeconds += dt
             tick.seconds += dt
             onStep(countedImages / 1000, loss)
+            if countedImages >= nextSnapshot {
+                // Rounded to a counted image: 3 x 0.04 is 0.12, not 0.12000000000000001.
+                let reached = ((countedImages / (snapshotKimg * 1000)).rounded(.down) * snapshotKimg * 1000).rounded() / 1000
+                try onSnapshot(reached, try emaArchive())
+                nextSnapshot = nextMultiple(of: snapshotKimg * 1000, after: countedImages)
+            }
             if countedImages >= nextTick || step == total {
+                if countedImages < nextTick { logBeforeFinalTick = (ticks, tick) }
                 let record = closeTick()
                 ticks.append(record)
                 onTick(record)
                 nextTick = nextMultiple(of: config.tickKimg * 1000, after: countedImages)
             }
-            if let dir = workDirectory, config.checkpointKimg > 0, countedImages >= nextCheckpoint, step < total {
+            if let dir = workDirectory, checkpointKimg > 0, countedImages >= nextCheckpoint, step < total {
                 try writeCheckpoint(to: dir)
-                nextCheckpoint = nextMultiple(of: config.checkpointKimg * 1000, after: countedImages)
+                nextCheckpoint = nextMultiple(of: checkpointKimg * 1000, after: countedImages)
             }
         }
         return TrainingResult(steps: step, countedKimg: countedImages / 1000, wallSeconds: wallSeconds,

@@ -9,7 +9,8 @@ public enum SampleArtifact {
     /// `pixels`: `count` images, uint8 NHWC. `weights` is the file they were drawn from (its digest is recorded).
     public static func write(pixels: [UInt8], count: Int, resolution: Int, channels: Int, weights: URL,
                              gridImages: Int = 64, to directory: URL) throws {
-        let (digest, listed) = try DatasetManifest.digest(files: [weights])
+        // Named relative to the model's directory: a store path would make the artifact machine-specific.
+        let (digest, listed) = try DatasetManifest.digest(files: [weights], relativeTo: weights.deletingLastPathComponent())
         let manifest = DatasetManifest(
             source: "samples", split: nil, sourceDigest: digest, sourceFiles: listed, sourceFileCount: 1, count: count,
             resolution: resolution, channels: channels, labelNames: [], hflip: false, fit: "none", filter: "none", subset: nil,

@@ -1,4 +1,5 @@
-/// Everything that determines a Patch Diffusion training run (PATCH_DIFFUSION.md sections 1-4).
+/// Everything that determines a Patch Diffusion training run (PATCH_DIFFUSION.md sections 1-4):
+/// its result and nothing else. How often to checkpoint is an operational choice of `run`.
 public struct TrainingConfig: Sendable, Equatable, Codable {
     public var network: UNetConfig
     /// R, the (square) training resolution.
@@ -17,8 +18,6 @@ public struct TrainingConfig: Sendable, Equatable, Codable {
     /// EDM's ema_rampup_ratio (0.05); nil turns the ramp off.
     public var emaRampupRatio: Double?
     public var seed: UInt64
-    /// Checkpoint every this many counted kimg (0 = only when interrupted).
-    public var checkpointKimg: Double
     /// Log one line every this many counted kimg.
     public var tickKimg: Double
     public var loss: EDMLoss
@@ -26,11 +25,11 @@ public struct TrainingConfig: Sendable, Equatable, Codable {
     public init(network: UNetConfig, resolution: Int, realP: Double = 0.5, schedule: PatchSchedule.Kind = .stochastic,
                 batch: Int, totalKimg: Double, learningRate: Double = 1e-3, lrRampupKimg: Double = 10_000,
                 emaHalfLifeKimg: Double = 500, emaRampupRatio: Double? = 0.05, seed: UInt64 = 0,
-                checkpointKimg: Double = 0, tickKimg: Double = 1, loss: EDMLoss = EDMLoss()) {
+                tickKimg: Double = 1, loss: EDMLoss = EDMLoss()) {
         (self.network, self.resolution, self.realP, self.schedule, self.batch) = (network, resolution, realP, schedule, batch)
         (self.totalKimg, self.learningRate, self.lrRampupKimg) = (totalKimg, learningRate, lrRampupKimg)
         (self.emaHalfLifeKimg, self.emaRampupRatio, self.seed) = (emaHalfLifeKimg, emaRampupRatio, seed)
-        (self.checkpointKimg, self.tickKimg, self.loss) = (checkpointKimg, tickKimg, loss)
+        (self.tickKimg, self.loss) = (tickKimg, loss)
     }
 
     public var patchSchedule: PatchSchedule { PatchSchedule(resolution: resolution, realP: realP, kind: schedule) }

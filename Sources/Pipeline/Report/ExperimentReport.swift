@@ -110,7 +110,7 @@ public struct ExperimentReport: Sendable {
                 for (k, v) in inst.fields { params[st.name + "." + k] = v }
                 if snapshot.changed.contains(inst.id) { changed = true }
                 guard let r = result(inst.id) else { complete = false; continue }
-                for (k, v) in r.metrics { metrics[st.name + "." + k] = v }
+                for (k, v) in r.values { metrics[st.name + "." + k] = v }
                 let dir = store.objectURL(r.artifact)
                 let g = dir.appendingPathComponent("grid.png")
                 if FileManager.default.fileExists(atPath: g.path) { grid = g; gridStage = st.name }

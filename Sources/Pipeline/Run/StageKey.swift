@@ -2,36 +2,60 @@ import Foundation
 import Stages
 
 /// The key of a stage instance: SHA-256 over its components, each a canonical JSON text.
-/// Components: `scheme`, `kind`, `kind_version`, `field.<name>`, `param.<key>`, `input.<stage>`
-/// (the upstream OUTPUT digest, for early cutoff) and `file.<path>` (external file contents).
+/// Components: `scheme`, `kind`, `kind_version`, `field.<name>` (operational fields, which cannot
+/// change the result, are left out), `param.<key>`, `gathered.axes`/`gathered.cells` (a gathering
+/// stage's cells), `input.<stage>` (the upstream OUTPUT digest, for early cutoff), `file.<path>`
+/// (external file contents) and, for gathering kinds (which show upstream measurements),
+/// `measured.<stage>`.
 public struct StageKey: Sendable {
     /// Bump when the way keys are computed changes.
     public static let scheme = 1
 
     public var components: [String: String]
     public var key: String
+    /// For kinds with a budget field: the key without that field (runs that differ only in their
+    /// budget share it) and the budget's value.
+    public var lineage: String?
+    public var budget: Double?
 
-    public init(components: [String: String]) {
+    public init(components: [String: String], budgetField: String? = nil) {
         self.components = components
-        key = Digest.hex(Digest.canonicalJSON(.map(components.mapValues { .string($0) })))
+        key = Self.hash(components)
+        if let field = budgetField, let text = components["field." + field], let value = Double(text) {
+            // The field and the params that set it (`param.train.kimg` for `kimg: ${train.kimg}` or
+            // an implicit `train.kimg`): a param read by this stage with the budget's value is its
+            // source. (A coincidence makes lineages differ, so it only costs an extension.)
+            lineage = Self.hash(components.filter { $0.key != "field." + field && !($0.key.hasPrefix("param.") && $0.value == text) })
+            budget = value
+        }
+    }
+
+    static func hash(_ components: [String: String]) -> String {
+        Digest.hex(Digest.canonicalJSON(.map(components.mapValues { .string($0) })))
     }
 
     /// Computes the key; `inputDigests` are the consumed stages' artifact digests by stage name.
-    public static func compute(_ inst: StageInstance, inputDigests: [String: String], projectDirectory: URL,
+    public static func compute(_ inst: StageInstance, inputDigests: [String: String],
+                               inputMeasurements: [String: [String: Double]] = [:], projectDirectory: URL,
                                store: Store) throws -> StageKey {
         var c: [String: String] = [
             "scheme": String(scheme),
             "kind": Digest.jsonString(inst.kind.name),
             "kind_version": String(inst.kind.version),
         ]
-        for (name, value) in inst.fields { c["field." + name] = Digest.canonicalJSON(value) }
+        let operational = Set(inst.kind.fields.filter(\.isOperational).map(\.name))
+        for (name, value) in inst.fields where !operational.contains(name) { c["field." + name] = Digest.canonicalJSON(value) }
         for (key, value) in inst.reads { c["param." + key] = Digest.canonicalJSON(value) }
+        for (name, value) in inst.gathered?.keyComponents ?? [:] { c["gathered." + name] = Digest.canonicalJSON(value) }
         for (name, digest) in inputDigests { c["input." + name] = Digest.jsonString(digest) }
+        if inst.kind.gathersCells {
+            for (name, values) in inputMeasurements { c["measured." + name] = Digest.canonicalJSON(.map(values.mapValues { .double($0) })) }
+        }
         for url in inst.kind.externalPaths(inst.fields, projectDirectory: projectDirectory) {
             let display = relativePath(url, to: projectDirectory)
             c["file." + display] = Digest.jsonString(try store.dependencyDigest(url))
         }
-        return StageKey(components: c)
+        return StageKey(components: c, budgetField: inst.kind.budgetField)
     }
 
     static func relativePath(_ url: URL, to base: URL) -> String {

@@ -9,12 +9,15 @@ public struct StageInstance: Sendable {
     public var kind: any StageKind
     /// Swept keys this instance reads (directly or upstream), sorted by key.
     public var assignment: [(key: String, value: ParamValue)]
-    /// Resolved fields, defaults filled in, normalised to their declared types.
+    /// Resolved fields, defaults filled in, in the canonical form of the kind's config.
     public var fields: [String: ParamValue]
-    /// Param keys the stage reads itself, with their values.
+    /// Param keys the stage reads itself, with their values (those that only operational fields
+    /// read are left out: they cannot change the result, so they stay out of the key).
     public var reads: [String: ParamValue]
     /// Consumed stage name -> upstream instance id.
     public var inputs: [String: String]
+    /// For a gathering kind: the matrix cells it gathers.
+    public var gathered: GatheredCells? = nil
 }
 
 /// The experiment expanded over its matrix, in topological order.
@@ -90,67 +93,57 @@ public struct Expansion: Sendable {
                 for a in assignment { params.set(a.key, a.value, location: spec.matrix.first { $0.key == a.key }!.location) }
                 let id = assignment.isEmpty ? st.name : st.name + "@" + cellLabel(assignment, names: names)
                 let cellNote = assignment.isEmpty ? "" : " (in cell \(id))"
-                var fields: [String: ParamValue] = [:]
+                // Resolve each field's YAML (or an implicit `stage.field` param), then decode them
+                // together into the kind's config: types, bounds and cross-field checks in one place.
+                var raw: [String: ParamValue] = [:]
+                var locations: [String: SourceLocation] = [:]
                 var reads: [String: ParamValue] = [:]
-                for spec in st.kind.params {
-                    var raw: ParamValue?
-                    var loc = st.location
-                    if let y = st.fields[spec.name] {
-                        loc = y.location
+                var unresolved = false
+                for field in st.kind.fields {
+                    var fieldReads: [String: ParamValue] = [:]
+                    if let y = st.fields[field.name] {
+                        locations[field.name] = y.location
                         do {
                             // An ordered map keeps its declaration order as [key, value] pairs.
-                            if case .pairs = spec.type, case .map(let entries, _) = y {
-                                raw = .list(try entries.map { .list([.string($0.key), try resolve($0.value, params: params, stage: st, reads: &reads)]) })
+                            if case .pairs = field.type, case .map(let entries, _) = y {
+                                raw[field.name] = .list(try entries.map {
+                                    .list([.string($0.key), try resolve($0.value, params: params, stage: st, reads: &fieldReads)])
+                                })
                             } else {
-                                raw = try resolve(y, params: params, stage: st, reads: &reads)
+                                raw[field.name] = try resolve(y, params: params, stage: st, reads: &fieldReads)
                             }
                         } catch let e as SpecError {
-                            diagnostics += e.diagnostics; continue
+                            diagnostics += e.diagnostics
+                            unresolved = true
+                            continue
                         }
-                    } else if let implicit = params.value(at: st.name + "." + spec.name) {
-                        raw = implicit
-                        reads[st.name + "." + spec.name] = implicit
-                        loc = params.locations[st.name + "." + spec.name] ?? st.location
-                    } else if let d = spec.defaultValue {
-                        raw = d
+                    } else if let implicit = params.value(at: st.name + "." + field.name) {
+                        raw[field.name] = implicit
+                        fieldReads[st.name + "." + field.name] = implicit
+                        locations[field.name] = params.locations[st.name + "." + field.name] ?? st.location
                     }
-                    guard let value = raw else {
-                        diagnostics.append(SpecDiagnostic(st.location, "stage `\(st.name)` (kind `\(st.kind.name)`) is missing required field `\(spec.name)`"))
-                        continue
-                    }
-                    guard spec.type.accepts(value) else {
-                        // A bad value interpolated from a swept key: also name the matrix entry it came from.
-                        let origin = assignment.first { a in st.fields[spec.name].map { containsReference($0, a.key) } ?? false }
-                            .flatMap { a in axes.first { $0.key == a.key } }
-                            .map { "; `\($0.key)` is swept at \($0.location)" } ?? ""
-                        diagnostics.append(SpecDiagnostic(loc, "field `\(spec.name)` of stage `\(st.name)` must be \(spec.type.description), got `\(value.shortDescription)`\(cellNote)\(origin)"))
-                        continue
-                    }
-                    let normal = spec.type.normalise(value)
-                    if let check = spec.check, let message = check(normal) {
-                        diagnostics.append(SpecDiagnostic(loc, "field `\(spec.name)` of stage `\(st.name)`: \(message)\(cellNote)"))
-                        continue
-                    }
-                    fields[spec.name] = normal
+                    if !field.isOperational { reads.merge(fieldReads) { a, _ in a } }
                 }
-                // A kind may list the params it reads in a `params` field (shell).
-                if let keys = fields["params"]?.listValue, st.kind.params.contains(where: { $0.name == "params" && $0.type == .list(.string) }) {
-                    for k in keys.compactMap(\.stringValue) { reads[k] = params.value(at: k) }
-                }
-                if fields.count == st.kind.params.count {
-                    for problem in st.kind.validate(fields) {
-                        let loc = st.fields[problem.field]?.location ?? st.location
-                        diagnostics.append(SpecDiagnostic(loc, "stage `\(st.name)`: \(problem.message)\(cellNote)"))
+                if unresolved { continue }
+                let fields: [String: ParamValue]
+                switch st.kind.resolve(raw) {
+                case .success(let resolved): fields = resolved
+                case .failure(let errors):
+                    for problem in errors.problems {
+                        diagnostics.append(diagnostic(problem, stage: st, location: locations[problem.field] ?? st.location,
+                                                      assignment: assignment, axes: axes, cellNote: cellNote))
                     }
+                    continue
                 }
-                if st.kind.gathersCells {
-                    if fields.count == st.kind.params.count {
-                        let gathered = gather(st, fields: fields, axes: axes, params: spec.params, swept: swept, instances: instances,
-                                              names: names, diagnostics: &diagnostics)
-                        fields.merge(gathered.fields) { _, new in new }
-                        instances.append(StageInstance(id: id, stage: st.name, kind: st.kind, assignment: [],
-                                                       fields: fields, reads: reads, inputs: gathered.inputs))
-                    }
+                // A field may list param keys the stage reads (shell `params`): their values reach it.
+                for field in st.kind.fields where field.listsParamKeys {
+                    for k in (fields[field.name]?.listValue ?? []).compactMap(\.stringValue) { reads[k] = params.value(at: k) }
+                }
+                if let gathering = st.kind as? any GatheringKind {
+                    guard let g = gather(st, kind: gathering, fields: fields, axes: axes, params: spec.params, swept: swept,
+                                         instances: instances, names: names, diagnostics: &diagnostics) else { continue }
+                    instances.append(StageInstance(id: id, stage: st.name, kind: st.kind, assignment: [],
+                                                   fields: fields, reads: reads, inputs: g.inputs, gathered: g.cells))
                     continue
                 }
                 var inputs: [String: String] = [:]
@@ -168,50 +161,66 @@ public struct Expansion: Sendable {
         return Expansion(spec: spec, instances: instances, cells: product(axes))
     }
 
+    /// A config problem as a located spec error. A bad value interpolated from a swept key also
+    /// names the matrix entry it came from.
+    static func diagnostic(_ problem: ConfigProblem, stage st: StageDecl, location: SourceLocation,
+                           assignment: [(key: String, value: ParamValue)], axes: [MatrixAxis], cellNote: String) -> SpecDiagnostic {
+        let origin = assignment.first { a in st.fields[problem.field].map { containsReference($0, a.key) } ?? false }
+            .flatMap { a in axes.first { $0.key == a.key } }
+            .map { "; `\($0.key)` is swept at \($0.location)" } ?? ""
+        switch problem.reason {
+        case .missing:
+            return SpecDiagnostic(st.location, "stage `\(st.name)` (kind `\(st.kind.name)`) is missing required field `\(problem.field)`")
+        case .type:
+            return SpecDiagnostic(location, "field `\(problem.field)` of stage `\(st.name)` \(problem.message)\(cellNote)\(origin)")
+        case .value, .unknown:
+            return SpecDiagnostic(location, "field `\(problem.field)` of stage `\(st.name)`: \(problem.message)\(cellNote)\(origin)")
+        case .relation:
+            return SpecDiagnostic(location, "stage `\(st.name)`: \(problem.message)\(cellNote)")
+        }
+    }
+
     /// A gathering stage's inputs (every instance of every consumed stage, keyed by its cell id)
-    /// and the `axes`/`cells` params describing the cells it gathers. Checks its fields against
-    /// the matrix, naming the offending entry's location.
-    static func gather(_ st: StageDecl, fields: [String: ParamValue], axes matrixAxes: [MatrixAxis], params: ParamTree,
-                       swept: [String: Set<String>], instances: [StageInstance], names: [String: String],
-                       diagnostics: inout [SpecDiagnostic]) -> (fields: [String: ParamValue], inputs: [String: String]) {
+    /// and the cells it gathers. Checks its fields against the matrix, naming the offending
+    /// entry's location; nil when they do not fit.
+    static func gather(_ st: StageDecl, kind: any GatheringKind, fields: [String: ParamValue], axes matrixAxes: [MatrixAxis],
+                       params: ParamTree, swept: [String: Set<String>], instances: [StageInstance], names: [String: String],
+                       diagnostics: inout [SpecDiagnostic]) -> (cells: GatheredCells, inputs: [String: String])? {
         // A listed key that `-S key=value` took out of the matrix is a one-valued axis, so quick
         // settings (`-S train.seed=0`) keep the table valid.
         var axes = matrixAxes
-        for k in st.kind.gatheringAxes(fields) where !axes.contains(where: { $0.key == k }) {
+        let listed = kind.gatheringAxes(fields: fields)
+        for k in listed where !axes.contains(where: { $0.key == k }) {
             if let v = params.value(at: k) { axes.append(MatrixAxis(key: k, values: [v], location: st.location)) }
         }
         let labelNames = axes.count == matrixAxes.count ? names : shortNames(axes.map(\.key))
-        let problems = st.kind.validateGathering(fields, axes: axes.map { ($0.key, $0.values) }, consumed: st.needs)
+        let problems = kind.validateGathering(fields: fields, axes: axes.map { GatheredCells.Axis(key: $0.key, values: $0.values) },
+                                              consumed: st.needs)
         for p in problems {
             diagnostics.append(SpecDiagnostic(locate(st.fields[p.field], item: p.item) ?? st.location, "stage `\(st.name)`: \(p.message)"))
         }
-        if !problems.isEmpty { return ([:], [:]) }
+        if !problems.isEmpty { return nil }
         // Cells: the kind's listed axes first, then every other axis the consumed stages vary with.
-        let listed = st.kind.gatheringAxes(fields)
         var cellAxes = listed.compactMap { k in axes.first { $0.key == k } }
         let varying = st.needs.reduce(into: Set<String>()) { $0.formUnion(swept[$1] ?? []) }
         cellAxes += axes.filter { varying.contains($0.key) && !listed.contains($0.key) }
         var inputs: [String: String] = [:]
-        var cells: [ParamValue] = []
+        var cells: [GatheredCells.Cell] = []
         for cell in product(cellAxes) {
-            var stages: [String: ParamValue] = [:]
+            var stages: [String: GatheredCells.Upstream] = [:]
             for n in st.needs {
                 guard let inst = instances.first(where: { i in
                     i.stage == n && i.assignment.allSatisfy { a in cell.contains { $0.key == a.key && $0.value == a.value } }
                 }) else { continue }
                 inputs[inst.id] = inst.id
                 // Numeric fields only: formulas can read nothing else, and the key stays small.
-                stages[n] = .map(["id": .string(inst.id),
-                                  "fields": .map(inst.fields.filter { $0.value.doubleValue != nil || $0.value.boolValue != nil })])
+                stages[n] = GatheredCells.Upstream(id: inst.id,
+                                                   fields: inst.fields.filter { $0.value.doubleValue != nil || $0.value.boolValue != nil })
             }
-            cells.append(.map([
-                "label": .string(cell.isEmpty ? "all" : cellLabel(cell, names: labelNames)),
-                "axes": .map(Dictionary(uniqueKeysWithValues: cell.map { ($0.key, $0.value) })),
-                "stages": .map(stages),
-            ]))
+            cells.append(GatheredCells.Cell(label: cell.isEmpty ? "all" : cellLabel(cell, names: labelNames),
+                                            axes: Dictionary(uniqueKeysWithValues: cell.map { ($0.key, $0.value) }), stages: stages))
         }
-        let axesValue = ParamValue.list(cellAxes.map { .map(["key": .string($0.key), "values": .list($0.values)]) })
-        return (["axes": axesValue, "cells": .list(cells)], inputs)
+        return (GatheredCells(axes: cellAxes.map { GatheredCells.Axis(key: $0.key, values: $0.values) }, cells: cells), inputs)
     }
 
     /// Location of a map entry (its value) or list item named `item` inside a field, else the field's.
@@ -253,7 +262,7 @@ public struct Expansion: Sendable {
         return order
     }
 
-    /// Param keys a stage reads: interpolations, implicit `stage.field` params, a `params` list.
+    /// Param keys a stage reads: interpolations, implicit `stage.field` params, fields listing param keys.
     static func readKeys(_ st: StageDecl, params: ParamTree) throws -> Set<String> {
         var keys = Set<String>()
         var diagnostics: [SpecDiagnostic] = []
@@ -277,10 +286,11 @@ public struct Expansion: Sendable {
             let loc = st.fields.values.first { containsReference($0, k) }?.location ?? st.location
             diagnostics.append(SpecDiagnostic(loc, "`${\(k)}`: no such param" + didYouMean(k, among: params.allKeys)))
         }
-        for spec in st.kind.params where st.fields[spec.name] == nil && params.contains(st.name + "." + spec.name) {
-            keys.insert(st.name + "." + spec.name)
+        for field in st.kind.fields where st.fields[field.name] == nil && params.contains(st.name + "." + field.name) {
+            keys.insert(st.name + "." + field.name)
         }
-        if case .list(let items, _)? = st.fields["params"], st.kind.params.contains(where: { $0.name == "params" && $0.type == .list(.string) }) {
+        for field in st.kind.fields where field.listsParamKeys {
+            guard case .list(let items, _)? = st.fields[field.name] else { continue }
             for item in items {
                 guard case .scalar(.string(let k), let loc) = item else { continue }
                 if params.contains(k) { keys.insert(k) }

@@ -53,37 +53,3 @@ enum Interpolation {
         return .string(out)
     }
 }
-
-extension ParamType {
-    /// Whether a value fits this type (ints are accepted where numbers are).
-    func accepts(_ v: ParamValue) -> Bool {
-        switch (self, v) {
-        case (.any, _): return true
-        case (.int, .int): return true
-        case (.int, .double(let d)): return d.rounded() == d && abs(d) < 1e15
-        case (.double, .int), (.double, .double): return true
-        case (.bool, .bool): return true
-        case (.string, .string): return true
-        case (.list(let t), .list(let items)): return items.allSatisfy { t.accepts($0) }
-        case (.map(let t), .map(let m)): return m.values.allSatisfy { t.accepts($0) }
-        case (.oneOf(let options), .string(let s)): return options.contains(s)
-        case (.pairs(let t), .list(let items)):
-            return items.allSatisfy { if case .list(let kv) = $0, kv.count == 2, case .string = kv[0] { return t.accepts(kv[1]) } else { return false } }
-        default: return false
-        }
-    }
-
-    /// Normalises a value to the type (int-valued doubles to ints, ints to doubles for numbers),
-    /// so `1` and `1.0` give the same key.
-    func normalise(_ v: ParamValue) -> ParamValue {
-        switch (self, v) {
-        case (.int, .double(let d)): return .int(Int(d))
-        case (.double, .int(let i)): return .double(Double(i))
-        case (.list(let t), .list(let items)): return .list(items.map { t.normalise($0) })
-        case (.map(let t), .map(let m)): return .map(m.mapValues { t.normalise($0) })
-        case (.pairs(let t), .list(let items)):
-            return .list(items.map { if case .list(let kv) = $0, kv.count == 2 { return .list([kv[0], t.normalise(kv[1])]) } else { return $0 } })
-        default: return v
-        }
-    }
-}

@@ -347,7 +347,7 @@ public enum SpecLoader {
             default: d.append(SpecDiagnostic(n.location, "`needs` must be a list of stage names"))
             }
         }
-        let fieldNames = kind.params.map(\.name)
+        let fieldNames = kind.fields.map(\.name)
         var fields: [String: YAMLValue] = [:]
         for e in entries where !SpecKeys.stageReserved.contains(e.key) {
             guard fieldNames.contains(e.key) else {

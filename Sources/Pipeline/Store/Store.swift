@@ -1,17 +1,29 @@
 import Foundation
 import GRDB
 
-/// A recorded stage result: key -> artifact digest, metrics and key components.
+/// A recorded stage result: key -> artifact digest, with its content metrics, the measurements
+/// of the computation that made it (not part of the artifact) and its key components.
 public struct StoredResult: Sendable {
     public var key: String
     public var stage: String
     public var cellID: String
     public var artifact: String
+    /// Content metrics (the artifact's `metrics.json`).
     public var metrics: [String: Double]
+    /// Wall seconds, speeds...: how the computation went, kept beside the result.
+    public var measurements: [String: Double] = [:]
+    /// Host, threads, BLAS kernel of the computation.
+    public var environment: [String: String] = [:]
     /// Key components (name -> canonical JSON), for `why`.
     public var components: [String: String]
     public var seconds: Double
     public var runID: String
+    /// The key without its budget field, and the budget (see `StageKey.lineage`).
+    public var lineage: String? = nil
+    public var budget: Double? = nil
+
+    /// Metrics and measurements under one namespace (`train.wall_seconds` in tables and reports).
+    public var values: [String: Double] { metrics.merging(measurements) { content, _ in content } }
 }
 
 /// `.pdpipe/`: SQLite (WAL) for keys, runs and file digests; `objects/<digest>/` for artifacts;
@@ -93,6 +105,17 @@ public final class Store: Sendable {
                     mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, digest TEXT NOT NULL);
                 """)
         }
+        // Measurements moved out of artifacts: they live beside the result. Lineage and budget
+        // find the shorter run a longer one extends.
+        m.registerMigration("v2-measurements-lineage") { db in
+            try db.execute(sql: """
+                ALTER TABLE results ADD COLUMN measurements TEXT NOT NULL DEFAULT '{}';
+                ALTER TABLE results ADD COLUMN environment TEXT NOT NULL DEFAULT '{}';
+                ALTER TABLE results ADD COLUMN lineage TEXT;
+                ALTER TABLE results ADD COLUMN budget REAL;
+                CREATE INDEX results_lineage ON results (lineage, budget);
+                """)
+        }
         registerHygieneMigrations(&m)
         return m
     }
@@ -121,12 +144,25 @@ public final class Store: Sendable {
     }
 
     static func decode(_ row: Row) -> StoredResult {
-        let metricsJSON: String = row["metrics"], componentsJSON: String = row["components"]
+        func json<T: Decodable>(_ column: String, _ empty: T) -> T {
+            let text: String = row[column] ?? "{}"
+            return (try? JSONDecoder().decode(T.self, from: Data(text.utf8))) ?? empty
+        }
         return StoredResult(
             key: row["key"], stage: row["stage"], cellID: row["cell_id"], artifact: row["artifact"],
-            metrics: (try? JSONDecoder().decode([String: Double].self, from: Data(metricsJSON.utf8))) ?? [:],
-            components: (try? JSONDecoder().decode([String: String].self, from: Data(componentsJSON.utf8))) ?? [:],
-            seconds: row["seconds"], runID: row["run_id"])
+            metrics: json("metrics", [:]), measurements: json("measurements", [:]), environment: json("environment", [:]),
+            components: json("components", [:]), seconds: row["seconds"], runID: row["run_id"],
+            lineage: row["lineage"], budget: row["budget"])
+    }
+
+    /// The recorded result of `lineage` with the largest budget below `budget` whose object is
+    /// present: what a longer computation continues from.
+    public func longestShorter(lineage: String, below budget: Double) throws -> StoredResult? {
+        let rows = try db.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM results WHERE lineage = ? AND budget < ? ORDER BY budget DESC",
+                             arguments: [lineage, budget]).map(Self.decode)
+        }
+        return rows.first { objectExists($0.artifact) }
     }
 
     /// The key most recently recorded for each cell of a scope (experiment file).
@@ -140,16 +176,19 @@ public final class Store: Sendable {
         }
     }
 
-    /// Records a computed result and points the cell at it, in one transaction.
-    public func record(_ r: StoredResult, scope: String) throws {
-        let metrics = String(decoding: try JSONEncoder.sorted.encode(r.metrics), as: UTF8.self)
-        let components = String(decoding: try JSONEncoder.sorted.encode(r.components), as: UTF8.self)
+    /// Records a computed result and points the cell at it, in one transaction (the last step of `commit`).
+    func record(_ r: StoredResult, scope: String) throws {
+        func json<T: Encodable>(_ v: T) throws -> String { String(decoding: try JSONEncoder.sorted.encode(v), as: UTF8.self) }
         let now = Date().timeIntervalSince1970
+        let (metrics, measurements, environment, components) = (try json(r.metrics), try json(r.measurements),
+                                                                try json(r.environment), try json(r.components))
         try db.write { db in
             try db.execute(sql: """
-                INSERT OR REPLACE INTO results (key, stage, cell_id, artifact, metrics, components, seconds, run_id, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [r.key, r.stage, r.cellID, r.artifact, metrics, components, r.seconds, r.runID, now])
+                INSERT OR REPLACE INTO results (key, stage, cell_id, artifact, metrics, measurements, environment,
+                    components, seconds, run_id, created_at, lineage, budget)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [r.key, r.stage, r.cellID, r.artifact, metrics, measurements, environment,
+                                 components, r.seconds, r.runID, now, r.lineage, r.budget])
             try db.execute(sql: "INSERT OR REPLACE INTO cells (scope, cell_id, key, updated_at) VALUES (?, ?, ?, ?)",
                            arguments: [scope, r.cellID, r.key, now])
             try db.execute(sql: "INSERT OR REPLACE INTO run_stages (run_id, cell_id, key, action, seconds) VALUES (?, ?, ?, 'ran', ?)",
@@ -253,13 +292,7 @@ public final class Store: Sendable {
         try db.read { db in Set(try String.fetchAll(db, sql: "SELECT DISTINCT artifact FROM results")) }
     }
 
-    /// Drops results whose object is gone or corrupt, so they are recomputed.
-    public func forget(key: String) throws {
-        try db.write { db in
-            try db.execute(sql: "DELETE FROM results WHERE key = ?", arguments: [key])
-        }
-    }
-
+    /// Drops the results whose object is gone or corrupt, so they are recomputed.
     public func forgetArtifact(_ digest: String) throws {
         try db.write { db in try db.execute(sql: "DELETE FROM results WHERE artifact = ?", arguments: [digest]) }
     }

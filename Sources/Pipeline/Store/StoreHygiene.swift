@@ -7,7 +7,7 @@ import GRDB
 /// "succeeds" and is lost).
 extension Store {
     static func registerHygieneMigrations(_ m: inout DatabaseMigrator) {
-        m.registerMigration("v2-run-owner") { db in
+        m.registerMigration("v3-run-owner") { db in
             // The process that runs it: pid plus its start time (clock ticks after boot) and the boot
             // id, so a recycled pid or a reboot is not taken for the same process.
             try db.execute(sql: """

@@ -1,0 +1,136 @@
+import Foundation
+import Stages
+
+/// A consumed stage's settled result as its consumers see it: the artifact they read and, for
+/// gathering kinds, the measurements of the computation that made it.
+struct SettledInput: Sendable {
+    var artifact: String
+    var measurements: [String: Double]
+
+    init(_ r: StoredResult) { (artifact, measurements) = (r.artifact, r.measurements) }
+}
+
+/// What to do with one stage instance whose inputs are settled.
+public enum Decision: Sendable {
+    /// The cell's current key, its object present: nothing to do.
+    case upToDate(StoredResult)
+    /// A key recorded before (by another cell, branch or an edit since undone): point the cell at it.
+    case restore(StoredResult)
+    /// Compute it; `reason` says which key components changed.
+    case run(reason: String)
+    /// Compute it by continuing `base`, a recorded run that differs only by a smaller budget.
+    case extend(base: StoredResult, reason: String)
+
+    public var action: StageAction {
+        switch self {
+        case .upToDate: return .upToDate
+        case .restore: return .restore
+        case .run: return .run
+        case .extend: return .extend
+        }
+    }
+}
+
+/// `status`, `why`, `run -n` and `run` all decide through `decide`, so they cannot disagree.
+extension Runner {
+    /// The key of `inst` over its settled inputs and what to do with it. `known` holds results
+    /// already read (one batch read for a no-op status of a large pipeline); others are looked up.
+    func decide(_ inst: StageInstance, inputs: [String: SettledInput], currentKey: String?, forced: Bool,
+                known: [String: StoredResult] = [:]) throws -> (key: StageKey, decision: Decision) {
+        let key = try StageKey.compute(inst, inputDigests: inputs.mapValues(\.artifact),
+                                       inputMeasurements: inputs.mapValues(\.measurements),
+                                       projectDirectory: projectDirectory, store: store)
+        if !forced, let r = try known[key.key] ?? store.result(forKey: key.key), store.objectExists(r.artifact) {
+            return (key, currentKey == key.key ? .upToDate(r) : .restore(r))
+        }
+        if forced { return (key, .run(reason: "forced")) }
+        let old = try currentKey.flatMap { try known[$0] ?? store.result(forKey: $0) }
+        var reason = Self.reason(new: key, old: old)
+        if let lineage = key.lineage, let budget = key.budget, let field = inst.kind.budgetField,
+           let base = try store.longestShorter(lineage: lineage, below: budget) {
+            let from = "from \(ParamValue.double(base.budget ?? 0).shortDescription) \(field) (key \(base.key.prefix(12)))"
+            if let problem = inst.kind.extensionProblem(inst.fields) {
+                reason += "; not extended \(from): \(problem)"
+            } else {
+                return (key, .extend(base: base, reason: from))
+            }
+        }
+        return (key, .run(reason: reason))
+    }
+
+    /// Human reason for a rerun: which key components changed since the cell's last recorded key.
+    static func reason(new: StageKey, old: StoredResult?) -> String {
+        guard let old else { return "never run" }
+        if old.key == new.key { return "stored object missing" }
+        return "changed: " + StageKey.diff(old: old.components, new: new.components).map(\.name).joined(separator: ", ")
+    }
+
+    /// One line per selected instance: RUN (reason), RESTORE, UP-TO-DATE. Writes nothing but
+    /// memoised file digests.
+    public func plan(_ options: RunOptions) throws -> [PlanLine] {
+        let current = try store.currentKeys(scope: scope)
+        let known = try store.results(forKeys: Array(Set(current.values)))
+        var settled: [String: SettledInput] = [:]
+        var lines: [PlanLine] = []
+        for inst in try select(options.targets) {
+            if let pending = inst.inputs.values.sorted().first(where: { settled[$0] == nil }) {
+                lines.append(PlanLine(id: inst.id, action: .run, reason: "upstream `\(pending)` will run"))
+                continue
+            }
+            let decided: (key: StageKey, decision: Decision)
+            do {
+                decided = try decide(inst, inputs: inst.inputs.mapValues { settled[$0]! }, currentKey: current[inst.id],
+                                     forced: Self.matches(inst, options.force), known: known)
+            } catch let e as StoreError {
+                lines.append(PlanLine(id: inst.id, action: .run, reason: "cannot compute key: \(e.description)"))
+                continue
+            }
+            switch decided.decision {
+            case .upToDate(let r), .restore(let r):
+                settled[inst.id] = SettledInput(r)
+                lines.append(PlanLine(id: inst.id, action: decided.decision.action,
+                                      reason: decided.decision.action == .restore ? "stored key" : "", key: decided.key.key))
+            case .run(let reason), .extend(_, let reason):
+                lines.append(PlanLine(id: inst.id, action: decided.decision.action, reason: reason, key: decided.key.key))
+            }
+        }
+        return lines
+    }
+
+    /// For `why`: the instance's key against the cell's last recorded key, and the decision.
+    public struct Explanation: Sendable {
+        public var id: String
+        public var key: StageKey
+        /// The cell's last recorded result.
+        public var old: StoredResult?
+        public var action: StageAction
+        /// Upstream instances that must run before this key is final (its `input.*` are placeholders).
+        public var pendingUpstream: [String]
+    }
+
+    public func explain(_ target: String) throws -> [Explanation] {
+        let current = try store.currentKeys(scope: scope)
+        var settled: [String: SettledInput] = [:]
+        var result: [Explanation] = []
+        for inst in try select([target]) {
+            let old = try current[inst.id].flatMap { try store.result(forKey: $0) }
+            let pending = inst.inputs.values.filter { settled[$0] == nil }.sorted()
+            if !pending.isEmpty {
+                // No output digest yet for what must run first: show a placeholder in its place.
+                let key = try StageKey.compute(inst, inputDigests: inst.inputs.mapValues { settled[$0]?.artifact ?? "(after \($0) runs)" },
+                                               projectDirectory: projectDirectory, store: store)
+                if Self.matches(inst, [target]) {
+                    result.append(Explanation(id: inst.id, key: key, old: old, action: .run, pendingUpstream: pending))
+                }
+                continue
+            }
+            let decided = try decide(inst, inputs: inst.inputs.mapValues { settled[$0]! }, currentKey: current[inst.id], forced: false)
+            if case .upToDate(let r) = decided.decision { settled[inst.id] = SettledInput(r) }
+            if case .restore(let r) = decided.decision { settled[inst.id] = SettledInput(r) }
+            if Self.matches(inst, [target]) {
+                result.append(Explanation(id: inst.id, key: decided.key, old: old, action: decided.decision.action, pendingUpstream: []))
+            }
+        }
+        return result
+    }
+}

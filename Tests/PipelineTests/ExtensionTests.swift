@@ -1,0 +1,96 @@
+import Foundation
+import Testing
+@testable import Pipeline
+
+/// Training longer continues a recorded shorter run instead of starting over, and ends with the
+/// same bytes as training to the longer total from scratch; snapshots give `sample` any point.
+@Suite struct ExtensionTests {
+    static func writeProject(_ f: Fixture, schedule: String = "stochastic") throws {
+        try Reliability.writePNGFolder(f.url("data/imgs"), count: 6, size: 8)
+        try f.write("pipelines/p.yaml", """
+            params:
+              train: {kimg: 0.02}
+              sample: {at_kimg: 0}
+            stages:
+              data: {kind: dataset, source: png-folder, path: data/imgs, resolution: 8, channels: 1}
+              train:
+                kind: train
+                needs: [data]
+                schedule: \(schedule)
+                model_channels: 8
+                channel_mult: [1, 2]
+                num_blocks: 1
+                attention_levels: [1]
+                dropout: 0.1
+                batch: 2
+                lr: 0.002
+                lr_rampup_kimg: 0.01
+                ema_kimg: 0.01
+                tick_kimg: 0.015
+                snapshot_kimg: 0.01
+              sample: {kind: sample, needs: [train], num_images: 4, batch: 4, steps: 2}
+            """)
+    }
+
+    static func artifact(_ f: Fixture, _ cell: String) throws -> String? {
+        let store = try Store(root: f.storeURL)
+        return try store.currentKeys(scope: "pipelines/p.yaml")[cell].flatMap { try store.result(forKey: $0)?.artifact }
+    }
+
+    @Test func longerKimgExtendsTheRecordedRunAndEqualsTrainingFromScratch() throws {
+        let f = try Fixture()
+        try Self.writeProject(f)
+        #expect(!(try f.run("pipelines/p.yaml", jobs: 1)).failed)
+        let short = try #require(try Self.artifact(f, "train"))
+
+        let status = try CLITests.pdpipe(["status", "pipelines/p.yaml", "-S", "train.kimg=0.045"], in: f.dir)
+        #expect(status.out.contains("EXTEND train (from 0.02 kimg (key "), "\(status.out)")
+        #expect(status.out.contains("RUN sample (upstream `train` will run)"), "\(status.out)")
+        let run = try CLITests.pdpipe(["run", "pipelines/p.yaml", "-S", "train.kimg=0.045"], in: f.dir)
+        #expect(run.status == 0 && run.out.contains("EXTEND train (from 0.02 kimg"), "\(run.out)")
+        #expect(run.out.contains("1 ran, 1 extended"), "\(run.out)")
+        let extended = try #require(try Self.artifact(f, "train"))
+        #expect(extended != short)
+
+        // The same key computed from scratch (forced): the same bytes, snapshots and log included.
+        let scratch = try f.run("pipelines/p.yaml", overrides: ["train.kimg=0.045"], force: ["train"], jobs: 1)
+        #expect(scratch.lines.first { $0.id == "train" }?.action == .run)
+        #expect(try Self.artifact(f, "train") == extended)
+        let object = try Store(root: f.storeURL).objectURL(extended)
+        let snapshots = try FileManager.default.contentsOfDirectory(atPath: object.appendingPathComponent("snapshots").path).sorted()
+        #expect(snapshots == ["ema-0.01.pdt", "ema-0.02.pdt", "ema-0.03.pdt", "ema-0.04.pdt"])
+
+        // Measurements: the extension's wall seconds include the shorter run's.
+        let store = try Store(root: f.storeURL)
+        let results = try store.results(forKeys: [try #require(try store.currentKeys(scope: "pipelines/p.yaml")["train"])])
+        #expect((results.values.first?.measurements["wall_seconds_at.0.01"] ?? 0) > 0)
+    }
+
+    @Test func progressiveScheduleIsNotExtendedAndSaysWhy() throws {
+        let f = try Fixture()
+        try Self.writeProject(f, schedule: "progressive")
+        #expect(!(try f.run("pipelines/p.yaml", jobs: 1)).failed)
+        let status = try CLITests.pdpipe(["status", "pipelines/p.yaml", "-S", "train.kimg=0.03"], in: f.dir)
+        #expect(status.out.contains("RUN train (changed: field.kimg, param.train.kimg; not extended from 0.02 kimg (key "), "\(status.out)")
+        #expect(status.out.contains("the progressive schedule's patch sizes depend on the total kimg"), "\(status.out)")
+    }
+
+    @Test func sampleReadsTheSnapshotAtKimgAndNamesTheAvailableOnes() throws {
+        let f = try Fixture()
+        try Self.writeProject(f)
+        #expect(!(try f.run("pipelines/p.yaml", jobs: 1)).failed)
+        let final = try #require(try Self.artifact(f, "sample"))
+        #expect(!(try f.run("pipelines/p.yaml", overrides: ["sample.at_kimg=0.01"], jobs: 1)).failed)
+        let early = try #require(try Self.artifact(f, "sample"))
+        #expect(early != final)
+        // The snapshot at the final kimg holds the final weights: the same samples.
+        #expect(!(try f.run("pipelines/p.yaml", overrides: ["sample.at_kimg=0.02"], jobs: 1)).failed)
+        let manifest = try String(contentsOf: try Store(root: f.storeURL).objectURL(try #require(try Self.artifact(f, "sample")))
+            .appendingPathComponent("manifest.json"), encoding: .utf8)
+        #expect(manifest.contains("ema-0.02.pdt"))
+
+        let missing = try CLITests.pdpipe(["run", "pipelines/p.yaml", "-S", "sample.at_kimg=0.5"], in: f.dir)
+        #expect(missing.status == 1)
+        #expect(missing.out.contains("the training has no snapshot at 0.5 kimg (snapshots: 0.01, 0.02)"), "\(missing.out)")
+    }
+}
