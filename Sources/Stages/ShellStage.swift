@@ -148,13 +148,42 @@ public struct ShellStage: StageKind {
                              + "(outs are relative to its working directory, a fresh scratch directory; "
                              + "the project is $PDPIPE_PROJECT_DIR)")
         }
-        for out in outs {
-            let source = scratch.appendingPathComponent(out)
-            let target = context.outputDirectory.appendingPathComponent(out)
-            try fm.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
-            try fm.moveItem(at: source, to: target)
-        }
+        try Self.collect(outs: outs, from: scratch, to: context.outputDirectory)
         return StageOutcome(metrics: metrics)
+    }
+
+    /// An out as path components inside the working directory; `.` (or `./`) is the whole directory (empty).
+    public static func outComponents(_ out: String) -> [String] {
+        out.split(separator: "/").map(String.init).filter { $0 != "." }
+    }
+
+    /// Moves the declared outs from the scratch directory into the output directory, as regular files
+    /// and directories only: the artifact is hashed, stored and consumed by content, so a symlink
+    /// would record its target's content (or nothing, for a directory) and let consumers read
+    /// whatever it points at. Symlinks to something inside the scratch directory are replaced by a
+    /// copy of it; symlinks that leave it, and FIFOs, devices and sockets, fail the stage naming the out.
+    static func collect(outs: [String], from scratch: URL, to output: URL) throws {
+        let fm = FileManager.default
+        // Everything below works on the resolved path, so "inside the scratch directory" is a prefix test.
+        let scratchReal = try realPath(scratch.path, out: ".")
+        let scratch = URL(fileURLWithPath: scratchReal)
+        for out in outs {
+            let parts = outComponents(out)
+            let source = parts.isEmpty ? scratch : scratch.appendingPathComponent(parts.joined(separator: "/"))
+            var st = stat()
+            guard lstat(source.path, &st) == 0 else { throw StageError("declared out `\(out)` was not written by the command") }
+            try materialise(source.path, out: out, scratch: scratchReal)
+            if parts.isEmpty {
+                // `outs: ["."]`: everything the command wrote.
+                for name in try fm.contentsOfDirectory(atPath: scratch.path) {
+                    try fm.moveItem(at: scratch.appendingPathComponent(name), to: output.appendingPathComponent(name))
+                }
+            } else {
+                let target = output.appendingPathComponent(parts.joined(separator: "/"))
+                try fm.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try fm.moveItem(at: source, to: target)
+            }
+        }
     }
 
     /// fork/exec through `pd_spawn_group` (C), which Foundation's Process cannot do: its own process
@@ -168,6 +197,43 @@ public struct ShellStage: StageKind {
             cEnv.withUnsafeMutableBufferPointer { e in
                 pd_spawn_group(argv[0], a.baseAddress, e.baseAddress, cwd, output)
             }
+        }
+    }
+
+    private static func realPath(_ path: String, out: String) throws -> String {
+        guard let p = realpath(path, nil) else {
+            throw StageError("out `\(out)`: `\(path)` is a dangling symbolic link")
+        }
+        defer { free(p) }
+        return String(cString: p)
+    }
+
+    /// Replaces symlinks under `path` (itself included) by copies of what they point at inside `scratch`.
+    private static func materialise(_ path: String, out: String, scratch: String) throws {
+        let fm = FileManager.default
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: return
+        case S_IFDIR:
+            for name in try fm.contentsOfDirectory(atPath: path) { try materialise(path + "/" + name, out: out, scratch: scratch) }
+        case S_IFLNK:
+            let target = try realPath(path, out: out)
+            let shown = String(path.dropFirst(scratch.count + 1))
+            guard target.hasPrefix(scratch + "/") else {
+                throw StageError("out `\(out)`: `\(shown)` is a symbolic link to `\(target)`, outside the stage's working "
+                                 + "directory; copy the content instead (e.g. `cp -rL`)")
+            }
+            let linkParent = (try? realPath((path as NSString).deletingLastPathComponent, out: out)) ?? scratch
+            if linkParent == target || linkParent.hasPrefix(target + "/") {
+                throw StageError("out `\(out)`: `\(shown)` is a symbolic link to a directory that contains it")
+            }
+            try fm.removeItem(atPath: path)
+            try fm.copyItem(atPath: target, toPath: path)
+            try materialise(path, out: out, scratch: scratch)
+        default:
+            let what = st.st_mode & S_IFMT == S_IFIFO ? "a FIFO" : st.st_mode & S_IFMT == S_IFSOCK ? "a socket" : "a device"
+            throw StageError("out `\(out)`: `\(String(path.dropFirst(scratch.count + 1)))` is \(what); outs must be regular files and directories")
         }
     }
 

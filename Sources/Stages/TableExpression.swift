@@ -83,9 +83,32 @@ public indirect enum TableExpression: Sendable, Equatable {
         return e
     }
 
+    /// Bounds on a formula: parsing, evaluating and freeing recurse over its tree, so an absurd one
+    /// (20,000 nested parentheses) would overflow the stack instead of being reported.
+    public static let maxNesting = 64
+    public static let maxTerms = 1000
+
     struct Parser {
         let chars: [Character]
         var i = 0
+        var depth = 0
+        var terms = 0
+
+        /// Enters one level of nesting (parenthesis, sign, baseline).
+        mutating func nest() throws {
+            depth += 1
+            if depth > TableExpression.maxNesting {
+                throw ParseError(message: "nested more than \(TableExpression.maxNesting) levels deep", offset: i)
+            }
+        }
+
+        /// Counts one operator or operand: a long chain is as deep a tree as nested parentheses.
+        mutating func term() throws {
+            terms += 1
+            if terms > TableExpression.maxTerms {
+                throw ParseError(message: "more than \(TableExpression.maxTerms) terms", offset: i)
+            }
+        }
 
         mutating func skipSpaces() { while i < chars.count, chars[i].isWhitespace { i += 1 } }
 
@@ -111,7 +134,13 @@ public indirect enum TableExpression: Sendable, Equatable {
 
         mutating func unary() throws -> TableExpression {
             skipSpaces()
-            if i < chars.count, chars[i] == "-" { i += 1; return .negate(try unary()) }
+            if i < chars.count, chars[i] == "-" {
+                i += 1
+                try nest(); defer { depth -= 1 }
+                try term()
+                return .negate(try unary())
+            }
+            try term()
             return try primary()
         }
 
@@ -124,6 +153,7 @@ public indirect enum TableExpression: Sendable, Equatable {
             let c = chars[i]
             if c == "(" {
                 i += 1
+                try nest(); defer { depth -= 1 }
                 let e = try sum()
                 skipSpaces()
                 guard i < chars.count, chars[i] == ")" else { throw ParseError(message: "expected `)`", offset: i) }
@@ -160,6 +190,7 @@ public indirect enum TableExpression: Sendable, Equatable {
             skipSpaces()
             if name == "baseline", i < chars.count, chars[i] == "(" {
                 i += 1
+                try nest(); defer { depth -= 1 }
                 let e = try sum()
                 skipSpaces()
                 guard i < chars.count, chars[i] == ")" else { throw ParseError(message: "expected `)` closing baseline(", offset: i) }

@@ -10,7 +10,10 @@ struct StatusCommand: ParsableCommand {
     @Flag(name: .customLong("exit-code"), help: "Exit 3 when anything would run or restore.") var exitCode = false
 
     func run() throws {
-        let (expansion, store) = try spec.load()
+        let expansion = try spec.loadExpansion()
+        // The same preflight as `run`: a missing input is an error here too, not a reason text.
+        try catchingSpecErrors { try Preflight.check(expansion, targets: targets) }
+        let store = try spec.openStore(for: expansion)
         var options = RunOptions()
         options.targets = targets
         let lines = try catchingSpecErrors { try Runner(expansion: expansion, store: store).plan(options) }

@@ -20,11 +20,8 @@ struct RunCommand: ParsableCommand {
         for f in force where !expansion.instances.contains(where: { $0.stage == f || $0.id == f }) {
             printError("-f \(f): no such stage or cell id"); throw Exit.badSpec
         }
-        let selected = try catchingSpecErrors { try Runner.select(targets, from: expansion) }
-        if !dryRun {
-            let missing = Preflight.missingExternalFiles(expansion, instances: selected)
-            if !missing.isEmpty { printError(SpecError(missing).description); throw Exit.badSpec }
-        }
+        // Dry runs too: `-n` must not report a plan that `run` would refuse (as `status` does not).
+        try catchingSpecErrors { try Preflight.check(expansion, targets: targets) }
         let store = try spec.openStore(for: expansion)
         if !dryRun, let problem = store.writeProblem() {
             printError("cannot open the store at \(store.root.path) for writing: \(problem)")

@@ -78,7 +78,7 @@ import Testing
                 kind: dataset
                 source: png-folder
                 path: data/imgs
-                resolution: 8
+                resolution: 16
               train:
                 kind: train
                 needs: [data]

@@ -5,15 +5,32 @@ import Stages
 /// exist. A missing one is a mistake in the file (a typo in `path`/`deps`, a data set not
 /// installed), so it is reported like a spec error, at the field that names it.
 public enum Preflight {
+    /// The checks `run` and `status` both make before reading the store, so they agree: a missing
+    /// or special input is a located spec error (exit 2) for both, not a reason text in one of them.
+    public static func check(_ expansion: Expansion, targets: [String]) throws {
+        let selected = try Runner.select(targets, from: expansion)
+        let problems = missingExternalFiles(expansion, instances: selected)
+        if !problems.isEmpty { throw SpecError(problems) }
+    }
+
     public static func missingExternalFiles(_ expansion: Expansion, instances: [StageInstance]) -> [SpecDiagnostic] {
         let project = expansion.spec.projectDirectory
         var diagnostics: [SpecDiagnostic] = []
         for inst in instances {
-            for url in inst.kind.externalPaths(inst.fields, projectDirectory: project)
-            where !FileManager.default.fileExists(atPath: url.path) {
+            for url in inst.kind.externalPaths(inst.fields, projectDirectory: project) {
+                var st = stat()
+                let exists = stat(url.path, &st) == 0
+                // A FIFO or a device (`deps: [/dev/zero]`) would block or never end when hashed.
+                let special = exists ? Digest.specialFileKind(st.st_mode) : nil
+                if exists && special == nil { continue }
                 let decl = expansion.spec.stage(named: inst.stage)
                 let location = decl.flatMap { fieldLocation(naming: url, decl: $0, inst: inst, project: project) } ?? decl?.location
                 let shown = StageKey.relativePath(url, to: project)
+                if let special {
+                    diagnostics.append(SpecDiagnostic(location, "stage `\(inst.id)` reads `\(shown)`, which is \(special); "
+                                                      + "inputs must be regular files or directories"))
+                    continue
+                }
                 diagnostics.append(SpecDiagnostic(location, "stage `\(inst.id)` reads `\(shown)`, which does not exist"
                                                   + (shown.hasPrefix("/") ? "" : " (looked at \(url.standardizedFileURL.path))")))
             }

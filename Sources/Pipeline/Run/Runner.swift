@@ -86,7 +86,9 @@ public final class Runner: Sendable {
     public func run(_ options: RunOptions, command: String, isCancelled: @escaping @Sendable () -> Bool,
                     observe: @escaping @Sendable (RunEvent) -> Void) throws -> RunSummary {
         let selected = try select(options.targets)
-        let runID = try store.beginRun(command: command)
+        // Runs whose process is gone (SIGKILL) stop showing as running.
+        _ = try? store.markDeadRunsKilled()
+        let runID = try store.beginOwnedRun(command: command)
         let current = try store.currentKeys(scope: scope)
         let known = try store.results(forKeys: Array(Set(current.values)))
         let state = RunState()
@@ -180,6 +182,8 @@ public final class Runner: Sendable {
         state.lock.unlock()
         try store.noteStages(runID: runID, lines.filter { $0.action == .upToDate }.map { ($0.id, $0.key, "up-to-date", "") })
         let failed = lines.contains { $0.action == .failed }
+        // The database file deleted or replaced mid-run: nothing this run recorded is there.
+        if let problem = store.databaseProblem() { throw StoreError(problem) }
         try store.finishRun(runID, status: interrupted ? "interrupted" : failed ? "failed" : "ok")
         try sweepFinishedWork()
         return RunSummary(runID: runID, lines: lines, interrupted: interrupted)

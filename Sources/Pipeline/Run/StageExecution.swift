@@ -139,6 +139,8 @@ extension Runner {
         let outcome: StageOutcome
         do { outcome = try inst.kind.run(fields: inst.fields, context: context) } catch {
             log.write("# failed: \(error)")
+            // A failed stage's scratch is useless (an interrupted one keeps its checkpoints); the lock is held.
+            if !(error is StageCancelled) { try? store.discardWork(key: key.key) }
             throw error
         }
         if isCancelled() { throw StageCancelled() }

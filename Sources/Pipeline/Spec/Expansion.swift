@@ -156,6 +156,7 @@ public struct Expansion: Sendable {
                                                fields: fields, reads: reads, inputs: inputs))
             }
         }
+        if diagnostics.isEmpty { diagnostics = crossStageProblems(spec, instances: instances) }
         if !diagnostics.isEmpty { throw SpecError(dedupe(diagnostics)) }
         return Expansion(spec: spec, instances: instances, cells: product(axes))
     }
@@ -311,6 +312,15 @@ public struct Expansion: Sendable {
         return refs
     }
 
+    static func containsInterpolation(_ v: ParamValue) -> Bool {
+        switch v {
+        case .string(let s): return s.contains("${")
+        case .list(let items): return items.contains(where: containsInterpolation)
+        case .map(let m): return m.values.contains(where: containsInterpolation)
+        default: return false
+        }
+    }
+
     static func containsReference(_ y: YAMLValue, _ key: String) -> Bool {
         switch y {
         case .scalar(.string(let s), _): return s.contains("${\(key)}")
@@ -329,6 +339,13 @@ public struct Expansion: Sendable {
                 let v = try Interpolation.substitute(s) { key in
                     guard let v = params.value(at: key) else {
                         throw Interpolation.Failure(message: "`${\(key)}`: no such param" + didYouMean(key, among: params.allKeys))
+                    }
+                    // Params are not interpolated themselves: a `${...}` in a value would reach the
+                    // stage (the shell) literally, to be expanded there as a shell variable.
+                    if containsInterpolation(v) {
+                        let at = params.locations[key].map { " (set at \($0))" } ?? ""
+                        throw Interpolation.Failure(message: "`${\(key)}`: the param's value\(at) contains `${`; params are not "
+                            + "interpolated, so it would reach the stage literally (write the value out)")
                     }
                     local[key] = v
                     return v

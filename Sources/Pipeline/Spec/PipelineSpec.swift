@@ -97,25 +97,38 @@ public enum SpecLoader {
             if p.entries == nil { diagnostics.append(SpecDiagnostic(p.location, "`params` must be a map")) }
             else { params.declare(p) }
         }
-        let declaredKeys = params.allKeys
+        // Sorted names only for did-you-mean, on errors: sorting 100k keys costs more than loading them.
+        let declaredTree = params
+        let declaredSet = Set(params.locations.keys)
         var matrix: [MatrixAxis] = []
         var report: ParamValue?
         var tables: ParamValue?
         if isExperiment {
             if let p = top["params"] {
                 if p.entries == nil { diagnostics.append(SpecDiagnostic(p.location, "`params` must be a map")) }
-                else { applyOverrides(p, prefix: "", to: &params, declared: declaredKeys, into: &diagnostics) }
+                else { applyOverrides(p, prefix: "", to: &params, declared: declaredSet, names: { declaredTree.allKeys }, into: &diagnostics) }
             }
             if let m = top["matrix"] {
                 if let mEntries = m.entries {
                     for e in mEntries {
                         guard params.contains(e.key) else {
                             diagnostics.append(SpecDiagnostic(e.keyLocation,
-                                "matrix key `\(e.key)` is not a param of the pipeline" + didYouMean(e.key, among: declaredKeys)))
+                                "matrix key `\(e.key)` is not a param of the pipeline" + didYouMean(e.key, among: declaredTree.allKeys)))
                             continue
                         }
                         guard case .list(let items, _) = e.value, !items.isEmpty else {
                             diagnostics.append(SpecDiagnostic(e.value.location, "matrix values for `\(e.key)` must be a non-empty list"))
+                            continue
+                        }
+                        // Sweeping a whole map would replace it by each value (dropping the keys a value
+                        // does not name): sweep its leaves instead.
+                        if case .map(let m)? = params.value(at: e.key) {
+                            diagnostics.append(SpecDiagnostic(e.keyLocation, "matrix key `\(e.key)` is a map of params, not a param; "
+                                + "sweep its entries instead (" + m.keys.sorted().prefix(3).map { "`\(e.key).\($0)`" }.joined(separator: ", ") + ")"))
+                            continue
+                        }
+                        if let bad = items.first(where: { $0.entries != nil }) {
+                            diagnostics.append(SpecDiagnostic(bad.location, "matrix values for `\(e.key)` must be scalars or lists, not maps"))
                             continue
                         }
                         matrix.append(MatrixAxis(key: e.key, values: items.map(\.value), location: e.keyLocation))
@@ -137,7 +150,12 @@ public enum SpecLoader {
             }
             let key = String(o[..<eq]), raw = String(o[o.index(after: eq)...])
             guard params.contains(key) else {
-                diagnostics.append(SpecDiagnostic(nil, "-S \(o): `\(key)` is not a param of the pipeline" + didYouMean(key, among: declaredKeys)))
+                diagnostics.append(SpecDiagnostic(nil, "-S \(o): `\(key)` is not a param of the pipeline" + didYouMean(key, among: declaredTree.allKeys)))
+                continue
+            }
+            if case .map(let m)? = params.value(at: key) {
+                diagnostics.append(SpecDiagnostic(nil, "-S \(o): `\(key)` is a map of params; set its entries ("
+                    + m.keys.sorted().prefix(3).map { "`\(key).\($0)`" }.joined(separator: ", ") + ")"))
                 continue
             }
             // The last of two values would win silently; a sweep is spelled `key=a,b`.
@@ -148,7 +166,14 @@ public enum SpecLoader {
             }
             given[key] = raw
             let loc = SourceLocation(file: "-S", line: 1, column: 1)
-            let values = raw.split(separator: ",", omittingEmptySubsequences: false).map { parseScalar(String($0)) }
+            let pieces = raw.split(separator: ",", omittingEmptySubsequences: false)
+            // `n=` or `n=1,,2` is a typo far more often than a wish for null: an empty string is `n=""`.
+            if pieces.contains(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty }) {
+                diagnostics.append(SpecDiagnostic(nil, "-S \(o): empty value" + (pieces.count > 1 ? " in the list" : "")
+                    + " (write \(key)=\"\" for an empty string, \(key)=null for no value)"))
+                continue
+            }
+            let values = pieces.map { parseScalar(String($0)) }
             if values.count == 1, matrix.contains(where: { $0.key == key }) {
                 fixedAxes.append(MatrixAxis(key: key, values: values, location: loc))
             }
@@ -273,17 +298,22 @@ public enum SpecLoader {
     }
 
     private static func applyOverrides(_ yaml: YAMLValue, prefix: String, to params: inout ParamTree,
-                                       declared: [String], into d: inout [SpecDiagnostic]) {
+                                       declared: Set<String>, names: () -> [String], into d: inout [SpecDiagnostic]) {
         for e in yaml.entries ?? [] {
             let key = prefix.isEmpty ? e.key : prefix + "." + e.key
             guard declared.contains(key) else {
                 d.append(SpecDiagnostic(e.keyLocation, "unknown param `\(key)` (the pipeline does not declare it)"
-                                        + didYouMean(key, among: declared)))
+                                        + didYouMean(key, among: names())))
                 continue
             }
             // Descend into maps the pipeline declares as maps; otherwise replace the value.
             if e.value.entries != nil, case .map = params.value(at: key) {
-                applyOverrides(e.value, prefix: key, to: &params, declared: declared, into: &d)
+                applyOverrides(e.value, prefix: key, to: &params, declared: declared, names: names, into: &d)
+            } else if case .map(let m)? = params.value(at: key) {
+                // Replacing a map by a scalar would break every `${key.sub}` far away, in the pipeline file.
+                d.append(SpecDiagnostic(e.value.location, "param `\(key)` is a map in the pipeline ("
+                    + m.keys.sorted().prefix(3).map { "`\($0)`" }.joined(separator: ", ") + (m.count > 3 ? ", ..." : "")
+                    + "); set its entries, e.g. `\(e.key): {\(m.keys.sorted().first ?? "key"): ...}`"))
             } else {
                 params.set(key, e.value.value, location: e.value.location)
             }
@@ -309,8 +339,8 @@ public enum SpecLoader {
         guard let entries = body.entries else {
             d.append(SpecDiagnostic(body.location, "stage `\(name)` must be a map with at least `kind`")); return nil
         }
-        if name.contains("@") || name.contains("/") || name.isEmpty {
-            d.append(SpecDiagnostic(keyLocation, "stage name `\(name)` may not contain `@` or `/`")); return nil
+        if let problem = stageNameProblem(name) {
+            d.append(SpecDiagnostic(keyLocation, problem)); return nil
         }
         let kindNames = StageRegistry.kinds.map(\.name)
         let kind: any StageKind
@@ -357,6 +387,23 @@ public enum SpecLoader {
             fields[e.key] = e.value
         }
         return StageDecl(name: name, kind: kind, needs: needs, needsLocations: needsLocations, fields: fields, location: keyLocation)
+    }
+
+    /// Longest stage name: cell ids (name plus swept values) become log file names (255 bytes at most).
+    static let maxStageNameLength = 64
+
+    /// Stage names become cell ids, log and file names and `PDPIPE_IN_<NAME>` variables, so they are
+    /// plain ASCII words: no `@`/`,`/`=` (cell ids), `/` (paths), `${` or control characters.
+    static func stageNameProblem(_ name: String) -> String? {
+        let shown = name.debugDescription.dropFirst().dropLast()
+        if name.isEmpty { return "a stage name may not be empty" }
+        if name.utf8.count > maxStageNameLength {
+            return "stage name `\(shown.prefix(40))...` is \(name.utf8.count) bytes long (at most \(maxStageNameLength))"
+        }
+        if !SpecChecks.isPlainName(name, extra: "_-.") || name.hasPrefix(".") || name.hasPrefix("-") {
+            return "stage name `\(shown)` may only contain ASCII letters, digits, `_`, `-` and `.` (and not start with `.` or `-`)"
+        }
+        return nil
     }
 
     private static func needsLocation(_ st: StageDecl, index: Int) -> SourceLocation {

@@ -61,7 +61,13 @@ public indirect enum YAMLValue: Sendable {
 
     public static func parse(_ text: String, file: String) throws -> YAMLValue {
         let node: Node?
-        do { node = try Yams.compose(yaml: text) } catch let error as YamlError {
+        // Our own parser object, kept alive while converting: Yams holds node anchors weakly and
+        // releases them with the parser, and `convert` needs them to refuse aliases.
+        let parser: Yams.Parser
+        do {
+            parser = try Yams.Parser(yaml: text)
+            node = try parser.singleRoot()
+        } catch let error as YamlError {
             let location = yamlErrorLocation(error, file: file, text: text)
             var problem = yamlErrorProblem(error)
             // libyaml's message for a tab in indentation does not say so.
@@ -73,7 +79,7 @@ public indirect enum YAMLValue: Sendable {
         }
         guard let node else { return .map([], SourceLocation(file: file, line: 1, column: 1)) }
         var diagnostics: [SpecDiagnostic] = []
-        let value = convert(node, file: file, diagnostics: &diagnostics)
+        let value = withExtendedLifetime(parser) { convert(node, file: file, diagnostics: &diagnostics) }
         if !diagnostics.isEmpty { throw SpecError(diagnostics) }
         return value
     }
@@ -85,6 +91,15 @@ public indirect enum YAMLValue: Sendable {
 
     private static func convert(_ node: Node, file: String, diagnostics: inout [SpecDiagnostic]) -> YAMLValue {
         let loc = location(node, file)
+        // Yams resolves `*a` to the very node anchored `&a` (shared, not copied), so an alias bomb
+        // is small once composed but exponential to walk. Stopping at the anchor, which a walk in
+        // document order meets before any alias of it, keeps this linear in the file's size.
+        if let anchor = node.anchor {
+            // Each use of an alias meets the anchored node again: report it once.
+            let d = SpecDiagnostic(loc, "YAML anchors and aliases (`&\(anchor.rawValue)`, `*\(anchor.rawValue)`) are not supported; write the value out")
+            if !diagnostics.contains(d) { diagnostics.append(d) }
+            return .scalar(.null, loc)
+        }
         switch node {
         case .scalar(let scalar):
             return .scalar(scalarValue(scalar, node: node), loc)

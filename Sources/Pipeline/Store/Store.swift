@@ -31,6 +31,8 @@ public struct StoredResult: Sendable {
 public final class Store: Sendable {
     public let root: URL
     let db: DatabasePool
+    /// (device, inode) of the database file when opened: see `databaseProblem()`.
+    let databaseIdentity: [UInt64]?
 
     public var objects: URL { root.appendingPathComponent("objects") }
     public var tmp: URL { root.appendingPathComponent("tmp") }
@@ -52,6 +54,7 @@ public final class Store: Sendable {
         // rerun) but never leaves a half-written record; objects are fsynced before they are recorded.
         config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
         db = try DatabasePool(path: root.appendingPathComponent("pdpipe.sqlite").path, configuration: config)
+        databaseIdentity = Self.fileIdentity(root.appendingPathComponent("pdpipe.sqlite").path)
         FaultPoint.hit("store-opened")
         // Read-only commands should not write: migrate only when something is missing.
         let migrator = Self.migrator
@@ -113,6 +116,7 @@ public final class Store: Sendable {
                 CREATE INDEX results_lineage ON results (lineage, budget);
                 """)
         }
+        registerHygieneMigrations(&m)
         return m
     }
 
@@ -299,6 +303,7 @@ public final class Store: Sendable {
         let path = url.standardizedFileURL.path
         var st = stat()
         guard stat(path, &st) == 0 else { throw StoreError("cannot read `\(path)`: no such file or directory") }
+        if st.st_mode & S_IFMT != S_IFREG { throw StoreError("`\(path)` is \(Digest.specialFileKind(st.st_mode) ?? "a directory"), not a regular file") }
         let size = Int64(st.st_size), inode = Int64(st.st_ino)
         let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
         if let row = try db.read({ db in
@@ -314,13 +319,19 @@ public final class Store: Sendable {
         return digest
     }
 
-    /// Digest of a dependency: a file's content digest, or a directory's tree digest.
+    /// Digest of a dependency: a file's content digest, or a directory's tree digest. Only regular
+    /// files and directories: a FIFO or a device would block or never end. A directory that holds the
+    /// store (`deps: [.]`) is hashed without it, or the stage's own run would change its key.
     public func dependencyDigest(_ url: URL) throws -> String {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
-            throw StoreError("dependency `\(url.path)` does not exist")
+        var st = stat()
+        guard stat(url.path, &st) == 0 else { throw StoreError("dependency `\(url.path)` does not exist") }
+        if st.st_mode & S_IFMT == S_IFDIR {
+            return "tree:" + (try Digest.tree(url, excluding: [root.path], fileDigest: fileDigest))
         }
-        return isDir.boolValue ? "tree:" + (try Digest.tree(url, fileDigest: fileDigest)) : try fileDigest(url)
+        if let what = Digest.specialFileKind(st.st_mode) {
+            throw StoreError("dependency `\(url.path)` is \(what); deps must be regular files or directories")
+        }
+        return try fileDigest(url)
     }
 
     public func objectURL(_ digest: String) -> URL { objects.appendingPathComponent(digest) }
