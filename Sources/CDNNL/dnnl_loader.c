@@ -14,8 +14,12 @@ static char load_error[256];
 static void load(void) {
     // Passive: idle OpenMP workers sleep at once instead of spinning for milliseconds, so they
     // do not take the cores from OpenBLAS's threads and the engine's own loops between calls.
-    setenv("OMP_WAIT_POLICY", "passive", 0);
+    // libgomp reads the variable when it is loaded (with libdnnl, just below), so it is removed
+    // again afterwards: child processes (shell stages) see the user's environment unchanged.
+    int ours = getenv("OMP_WAIT_POLICY") == NULL;
+    if (ours) setenv("OMP_WAIT_POLICY", "passive", 1);
     void *h = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
+    if (ours) unsetenv("OMP_WAIT_POLICY");
     if (!h) { snprintf(load_error, sizeof load_error, "%s", dlerror()); return; }
 #define PD_DNNL_RESOLVE(name) \
     if (!(pd_dnnl.name = (__typeof__(&name))dlsym(h, #name))) { \

@@ -18,7 +18,7 @@ struct ConvBackendBench: ParsableCommand {
         BLASKernel.shortenThreadTimeout()
         print(BLASKernel.configure())
         let dnnl = try OneDNNBackend()
-        print(OneDNN.description, "| OMP_WAIT_POLICY=\(ProcessInfo.processInfo.environment["OMP_WAIT_POLICY"] ?? "-")")
+        print(OneDNN.description, "| OpenMP waiting:", ProcessInfo.processInfo.environment["OMP_WAIT_POLICY"] ?? "passive (set by the engine while loading oneDNN)")
         let backends: [any ComputeBackend] = [BLASBackend(), dnnl]
         var rng = RandomGenerator(seed: 3)
         print("shape (batch \(batch)) | pass | openblas GFLOP/s | onednn GFLOP/s | onednn/openblas | oneDNN impl")

@@ -24,7 +24,7 @@ struct DiffusionBackendBench: ParsableCommand {
         let r = 32, c = 3
         let config = UNetConfig(imageChannels: c, coordinates: true, modelChannels: modelChannels, channelMult: [1, 2, 2],
                                 numBlocks: numBlocks, attentionLevels: [1], dropout: 0)
-        print("Command: `swift run -c release pdpipe-bench diffusion-backends --threads \(threads) --rounds \(rounds) --batch \(batch) --sample-batch \(sampleBatch) --model-channels \(modelChannels) --num-blocks \(numBlocks)\(noTorch ? " --no-torch" : "")`  ")
+        print("Command: `pdpipe-bench diffusion-backends --threads \(threads) --rounds \(rounds) --batch \(batch) --sample-batch \(sampleBatch) --model-channels \(modelChannels) --num-blocks \(numBlocks)\(noTorch ? " --no-torch" : "")`  ")
         print("CPU: \(shell("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").trimmingCharacters(in: .whitespacesAndNewlines)), \(ProcessInfo.processInfo.activeProcessorCount) cores; \(BLASKernel.report); \(OneDNN.description)  ")
         print("Load average at start: \(shell("cut -d' ' -f1-3 /proc/loadavg").trimmingCharacters(in: .whitespacesAndNewlines))  ")
         let backends: [any ComputeBackend] = [BLASBackend(), try OneDNNBackend()]

@@ -9,7 +9,8 @@
 #define CDNNL_H
 #include <stddef.h>
 
-/// Loads libdnnl.so.2 (once). Sets OMP_WAIT_POLICY=passive first unless the user set it.
+/// Loads libdnnl.so.2 (once), with OMP_WAIT_POLICY=passive for libgomp unless the user set it
+/// (the variable is set only while the library loads).
 /// Returns 0 on success; otherwise writes a message into err.
 int pd_dnnl_load(char *err, size_t errlen);
 /// Whether pd_dnnl_load succeeded.
