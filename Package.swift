@@ -21,11 +21,13 @@ let package = Package(
         .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
         // Small C helpers (cpuid, OpenBLAS kernel selection; shell stages' process-group spawn).
         .target(name: "CEngineSupport", path: "Sources/CEngineSupport", cSettings: [.unsafeFlags(["-O2"])]),
+        // oneDNN (Debian libdnnl-dev 2.6), opened with dlopen at run time: see Sources/CDNNL/include/CDNNL.h.
+        .target(name: "CDNNL", path: "Sources/CDNNL", cSettings: [.unsafeFlags(["-O2"])], linkerSettings: [.linkedLibrary("dl")]),
 
         // Engine: tensors, BLAS backend, layers, U-Net, EDM, data, metrics.
         .target(
             name: "Engine",
-            dependencies: ["COpenBLAS", "CPNG", "CEngineSupport", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["COpenBLAS", "CPNG", "CEngineSupport", "CDNNL", .product(name: "Crypto", package: "swift-crypto")],
             // Numeric code is optimised even in debug builds so the test suite runs in minutes.
             swiftSettings: [
                 .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),

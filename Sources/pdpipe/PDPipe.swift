@@ -8,7 +8,7 @@ struct PDPipe: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pdpipe",
         abstract: "A declarative experiment-pipeline runner with a content-addressed cache.",
-        version: versionDescription + "\n" + Engine.blasDescription,
+        version: versionDescription + "\n" + Engine.blasDescription + "\n" + Engine.backendDescription,
         subcommands: [RunCommand.self, StatusCommand.self, WhyCommand.self, DagCommand.self, RunsCommand.self,
                       LogsCommand.self, ReportCommand.self, ShowCommand.self, CheckoutCommand.self, CacheCommand.self,
                       GCCommand.self, KindsCommand.self])

@@ -223,14 +223,16 @@ public enum BLASKernel {
 
 extension Engine {
     /// Start-up: sets the thread count for BLAS and the engine's loops, makes idle OpenBLAS
-    /// workers sleep at once, then selects the OpenBLAS kernel. Call once from the executable's
-    /// entry point before any compute.
+    /// workers sleep at once, selects the OpenBLAS kernel, then the compute backend (oneDNN or
+    /// OpenBLAS, `BackendSelection`). Call once from the executable's entry point before any compute.
     @discardableResult
     public static func startUp(threads: Int? = nil) -> BLASKernel.Report {
         setThreads(threads ?? self.threads)
         keepFreedMemory()
         BLASKernel.shortenThreadTimeout()
-        return BLASKernel.configure()
+        let report = BLASKernel.configure()
+        BackendSelection.configure()
+        return report
     }
 
     /// Training allocates and frees the same multi-megabyte activation buffers every step; by
@@ -243,4 +245,7 @@ extension Engine {
 
     /// One line for `--version`/verbose output: kernel, threads, selection status.
     public static var blasDescription: String { BLASKernel.report.description }
+
+    /// One line for `--version`: the compute backend and why (e.g. "backend onednn: oneDNN 2.6.3 avx2, ...").
+    public static var backendDescription: String { BackendSelection.report.description }
 }

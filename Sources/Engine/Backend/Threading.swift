@@ -52,7 +52,9 @@ public enum Engine {
 
     /// The backend new layers use when none is given (OpenBLAS unless replaced at start-up,
     /// e.g. by a oneDNN backend: `Engine.setDefaultBackend(...)` before building networks).
+    /// Inside `Engine.withBackend(_:_:)` it is that scope's backend.
     public static var defaultBackend: any ComputeBackend {
+        if let scopedBackend { return scopedBackend }
         lock.lock(); defer { lock.unlock() }
         return _defaultBackend
     }

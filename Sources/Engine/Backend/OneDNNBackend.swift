@@ -1,0 +1,146 @@
+import CDNNL
+import Foundation
+
+/// The oneDNN backend: convolutions (forward, backward-data, backward-weights, with bias) run as
+/// oneDNN primitives in the layouts oneDNN picks for this CPU (format `any`, e.g. nChw8c on
+/// AVX2); the NCHW activations and OIHW weights of the engine are reordered at each call.
+/// sgemm and GroupNorm stay on OpenBLAS / our loops (`fallback`).
+///
+/// Primitives are created once per (geometry, bias, precision, thread count) and reused. Results
+/// are bit-reproducible for a given oneDNN version, effective ISA and thread count: oneDNN's
+/// kernels and their reduction order are chosen from exactly these (the cache key includes the
+/// thread count, and `Engine.exclusive` serialises engine compute as for OpenBLAS).
+public struct OneDNNBackend: ComputeBackend {
+    public let precision: Precision
+    /// Where the ops oneDNN does not cover here go (and the self-check's reference).
+    public let fallback: BLASBackend
+    let primitives: OneDNNConvCache
+
+    public enum Failure: Error, CustomStringConvertible {
+        case unavailable(String)
+        case unsupported(String)
+        public var description: String {
+            switch self { case .unavailable(let s), .unsupported(let s): s }
+        }
+    }
+
+    /// Fails when oneDNN cannot be loaded or the precision cannot run on this CPU.
+    public init(precision: Precision = .fp32, fallback: BLASBackend = BLASBackend()) throws {
+        if let e = OneDNN.loadError { throw Failure.unavailable(e) }
+        if let e = precision.unsupportedReason { throw Failure.unsupported(e) }
+        (self.precision, self.fallback) = (precision, fallback)
+        primitives = OneDNNConvCache(dtype: precision == .bf16 ? Int32(PD_DNNL_BF16) : Int32(PD_DNNL_F32))
+    }
+
+    public var name: String { precision == .fp32 ? "onednn" : "onednn-bf16" }
+
+    public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                      a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                      beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        fallback.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                       beta: beta, c: c, ldc: ldc)
+    }
+
+    public func conv2dForward(_ p: Conv2dShape, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                              bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
+        primitives.run(p, bias: bias != nil, "forward") { conv in
+            pd_dnnl_conv_forward(conv, x, weight, bias, y)
+        }
+    }
+
+    /// oneDNN overwrites the weight and bias gradients; the seam accumulates, so they are
+    /// computed into scratch and added (the layers' gradients start at zero each step, where the
+    /// addition is exact).
+    public func conv2dBackward(_ p: Conv2dShape, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                               dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
+                               dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?) {
+        if let dx {
+            primitives.run(p, bias: dBias != nil, "backward-data") { conv in pd_dnnl_conv_backward_data(conv, weight, dy, dx) }
+        }
+        let wCount = p.outChannels * p.inChannels * p.kernel * p.kernel
+        let tmp = Scratch.buffer(.gemmOut, count: wCount + p.outChannels)
+        primitives.run(p, bias: dBias != nil, "backward-weights") { conv in
+            pd_dnnl_conv_backward_weights(conv, x, dy, tmp, dBias == nil ? nil : tmp + wCount)
+        }
+        for i in 0..<wCount { dWeight[i] += tmp[i] }
+        if let dBias { for i in 0..<p.outChannels { dBias[i] += tmp[wCount + i] } }
+    }
+
+    public func groupNormForward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                                 beta: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                                 mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>) {
+        fallback.groupNormForward(p, x: x, gamma: gamma, beta: beta, y: y, mean: mean, rstd: rstd)
+    }
+
+    public func groupNormBackward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                                  mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                                  dx: UnsafeMutablePointer<Float>, dGamma: UnsafeMutablePointer<Float>,
+                                  dBeta: UnsafeMutablePointer<Float>) {
+        fallback.groupNormBackward(p, x: x, gamma: gamma, mean: mean, rstd: rstd, dy: dy, dx: dx, dGamma: dGamma, dBeta: dBeta)
+    }
+
+    /// Implementation names oneDNN chose for a geometry (forward, backward-data, backward-weights),
+    /// creating the primitives if needed; for reports and benchmarks.
+    public func implementations(_ p: Conv2dShape, bias: Bool = true) -> [String] {
+        primitives.implementations(p, bias: bias)
+    }
+}
+
+/// The convolution primitives of one backend, keyed by everything that selects a kernel.
+final class OneDNNConvCache: @unchecked Sendable {
+    struct Key: Hashable { var shape: Conv2dShape, bias: Bool, threads: Int }
+    let dtype: Int32
+    private let lock = NSLock()
+    private var entries: [Key: OpaquePointer] = [:]
+    /// A training run sees a handful of geometries per patch size; far more means shapes churn
+    /// (e.g. many batch sizes), so the oldest buffers are dropped rather than kept forever.
+    static let capacity = 96
+
+    init(dtype: Int32) { self.dtype = dtype }
+    deinit { for (_, c) in entries { pd_dnnl_conv_destroy(c) } }
+
+    /// Runs `body` with the primitives for `p` on the engine's thread count. A failure here means
+    /// oneDNN broke after passing its self-check at start-up: stop rather than continue with
+    /// garbage.
+    func run(_ p: Conv2dShape, bias: Bool, _ what: String, _ body: (OpaquePointer) -> Int32) {
+        let threads = Engine.threads
+        let conv = primitive(p, bias: bias, threads: threads)
+        pd_dnnl_set_threads(Int32(threads))  // per calling thread in OpenMP, so set every time
+        guard body(conv) == 0 else { fatalError("oneDNN convolution \(what) failed for \(p)") }
+    }
+
+    func primitive(_ p: Conv2dShape, bias: Bool, threads: Int) -> OpaquePointer {
+        let key = Key(shape: p, bias: bias, threads: threads)
+        lock.lock(); defer { lock.unlock() }
+        if let c = entries[key] { return c }
+        if entries.count >= Self.capacity {
+            for (_, c) in entries { pd_dnnl_conv_destroy(c) }
+            entries.removeAll()
+        }
+        // oneDNN sizes its kernels' work split by the OpenMP thread count at creation.
+        pd_dnnl_set_threads(Int32(threads))
+        var err = [CChar](repeating: 0, count: 512)
+        guard let c = pd_dnnl_conv_create(Int32(p.batch), Int32(p.inChannels), Int32(p.outChannels), Int32(p.height),
+                                          Int32(p.width), Int32(p.kernel), Int32(p.padding), bias ? 1 : 0, dtype, 0,
+                                          &err, err.count) else {
+            fatalError("oneDNN: cannot create a convolution for \(p): \(OneDNN.string(err))")
+        }
+        entries[key] = c
+        return c
+    }
+
+    func implementations(_ p: Conv2dShape, bias: Bool) -> [String] {
+        let c = primitive(p, bias: bias, threads: Engine.threads)
+        // Backward primitives are made on first use: make them by running on zeros once.
+        let (x, w, y) = ([Float](repeating: 0, count: p.batch * p.inChannels * p.height * p.width),
+                         [Float](repeating: 0, count: p.outChannels * p.inChannels * p.kernel * p.kernel),
+                         [Float](repeating: 0, count: p.batch * p.outChannels * p.outHeight * p.outWidth))
+        var dx = x, dw = w, db = [Float](repeating: 0, count: p.outChannels)
+        pd_dnnl_set_threads(Int32(Engine.threads))
+        _ = pd_dnnl_conv_backward_data(c, w, y, &dx)
+        db.withUnsafeMutableBufferPointer { dbp in
+            _ = pd_dnnl_conv_backward_weights(c, x, y, &dw, bias ? dbp.baseAddress : nil)
+        }
+        return (0..<3).map { pd_dnnl_conv_impl(c, Int32($0)).map { String(cString: $0) } ?? "none" }
+    }
+}

@@ -1,0 +1,171 @@
+import Foundation
+import Testing
+@testable import Engine
+
+/// The oneDNN backend against the OpenBLAS backend (an independent im2col + sgemm computation),
+/// against finite differences, for reproducibility, and the start-up selection / fallback.
+/// Skipped where libdnnl2 is not installed.
+@Suite(.enabled(if: OneDNN.isAvailable, "oneDNN (libdnnl2) not installed"))
+struct BackendOneDNNTests {
+    /// Geometries of the U-Net (3x3 "same", 1x1 skips, odd channel counts of the input conv with
+    /// coordinates, batch 1 of single-image sampling) plus odd sizes and padding 0.
+    static let shapes: [Conv2dShape] = [
+        Conv2dShape(batch: 4, inChannels: 3, outChannels: 16, height: 16, width: 16, kernel: 3, padding: 1),
+        Conv2dShape(batch: 2, inChannels: 32, outChannels: 32, height: 8, width: 8, kernel: 3, padding: 1),
+        Conv2dShape(batch: 2, inChannels: 48, outChannels: 32, height: 8, width: 8, kernel: 1, padding: 0),
+        Conv2dShape(batch: 1, inChannels: 16, outChannels: 8, height: 4, width: 4, kernel: 3, padding: 1),
+        Conv2dShape(batch: 3, inChannels: 5, outChannels: 7, height: 5, width: 9, kernel: 3, padding: 0),
+        Conv2dShape(batch: 2, inChannels: 6, outChannels: 4, height: 1, width: 2, kernel: 3, padding: 1),
+    ]
+
+    /// fp32: outputs and every gradient within relative L2 1e-5 of OpenBLAS (both accumulate in
+    /// Float32 in different orders; measured ~1e-7), with accumulation into existing gradients.
+    @Test(arguments: shapes, [true, false])
+    func convMatchesOpenBLAS(shape: Conv2dShape, bias: Bool) throws {
+        let dnnl = try OneDNNBackend()
+        let ours = ConvResults(dnnl, shape, bias: bias, seed: 21)
+        let reference = ConvResults(BLASBackend(), shape, bias: bias, seed: 21)
+        for (name, a, r) in zip4(["y", "dx", "dW", "dB"], ours.all, reference.all) {
+            let e = BackendSelection.relativeL2(a, r)
+            #expect(e < 1e-5, "\(name) of \(shape) bias=\(bias): relative L2 \(e)")
+        }
+    }
+
+    @Test(arguments: [(3, 1, true), (1, 0, true), (3, 0, false)])
+    func conv2dGradientsMatchFiniteDifferences(kernel: Int, padding: Int, bias: Bool) throws {
+        let dnnl = try OneDNNBackend()
+        var rng = RandomGenerator(seed: 11)
+        let conv = Conv2d(inChannels: 3, outChannels: 4, kernel: kernel, padding: padding, bias: bias, rng: &rng, backend: dnnl)
+        LayerGradientTests.randomize(conv)
+        let failures = GradientCheck().check(conv, input: LayerGradientTests.input([3, 3, 5, 7]))
+        #expect(failures.isEmpty, "\(failures)")
+    }
+
+    /// Same configuration, same bytes: twice on one backend and once on a fresh one (new primitives).
+    @Test func bitReproducibleForAThreadCount() throws {
+        let p = Conv2dShape(batch: 8, inChannels: 32, outChannels: 32, height: 16, width: 16, kernel: 3, padding: 1)
+        let a = ConvResults(try OneDNNBackend(), p, bias: true, seed: 5)
+        let b = ConvResults(try OneDNNBackend(), p, bias: true, seed: 5)
+        let dnnl = try OneDNNBackend()
+        _ = ConvResults(dnnl, p, bias: true, seed: 6)
+        let c = ConvResults(dnnl, p, bias: true, seed: 5)
+        #expect(a.all == b.all)
+        #expect(a.all == c.all)
+    }
+
+    /// The whole U-Net (convs on oneDNN, the rest unchanged) against the OpenBLAS path: output
+    /// and every parameter gradient within relative L2 1e-4 (deeper chains of fp32 rounding).
+    @Test func unetGradientsMatchOpenBLAS() throws {
+        let dnnl = try OneDNNBackend()
+        func run(_ backend: any ComputeBackend) -> (Tensor, [[Float]]) {
+            let net = Engine.withBackend(backend) { SongUNet(config: DiffusionUNetTests.tiny, seed: 3) }
+            DiffusionUNetTests.randomize(net, seed: 4)
+            var rng = RandomGenerator(seed: 5)
+            let x = Tensor(randomNormal: [2, 3, 8, 8], using: &rng)
+            net.zeroGrad()
+            let y = net.forward(x, noiseLabels: [0.3, -0.8])
+            let dx = net.backwardToInput(Tensor(randomNormal: y.shape, using: &rng))
+            return (y, [dx.data] + net.parameters.map(\.grad.data))
+        }
+        let (y1, g1) = run(dnnl), (y0, g0) = run(BLASBackend())
+        #expect(BackendSelection.relativeL2(y1.data, y0.data) < 1e-4)
+        #expect(g1.count == g0.count)
+        for (i, (a, r)) in zip(g1, g0).enumerated() where r.contains(where: { $0 != 0 }) {
+            let e = BackendSelection.relativeL2(a, r)
+            #expect(e < 1e-4, "gradient \(i): relative L2 \(e)")
+        }
+    }
+
+    @Test func selfCheckPassesAndSelectionPicksOneDNN() throws {
+        #expect(BackendSelection.selfCheckError(try OneDNNBackend()) < BackendSelection.tolerance)
+        let (b, r) = BackendSelection.decide(setting: "auto", makeOneDNN: { try OneDNNBackend() })
+        #expect(b.name == "onednn" && r.backend == "onednn")
+        #expect(BackendSelection.decide(setting: nil, makeOneDNN: { try OneDNNBackend() }).0.name == "openblas")
+        #expect(r.description.contains("oneDNN \(OneDNN.version!)"))
+        #expect(BackendSelection.decide(setting: "onednn", makeOneDNN: { try OneDNNBackend() }).0.name == "onednn")
+    }
+
+    @Test func layersBuiltInABackendScopeUseIt() throws {
+        let dnnl = try OneDNNBackend()
+        var rng = RandomGenerator(seed: 1)
+        let inside = Engine.withBackend(dnnl) { Conv2d(inChannels: 1, outChannels: 1, kernel: 3, rng: &rng) }
+        let outside = Conv2d(inChannels: 1, outChannels: 1, kernel: 3, rng: &rng)
+        #expect(inside.backend.name == "onednn")
+        #expect(outside.backend.name == Engine.defaultBackend.name)
+    }
+
+    /// bf16 runs only with native bf16 kernels; here (AVX2 or AVX-512 without BF16) it must be
+    /// refused with a reason, never emulated or silently run in fp32. Where it runs: relative L2
+    /// against fp32 below 1e-2 (bf16 has 8 mantissa bits: ~2e-3 expected).
+    @Test func bf16OnlyWithNativeKernels() throws {
+        let native = OneDNN.effectiveISA?.hasNativeBF16 ?? false
+        #expect((Precision.bf16.unsupportedReason == nil) == native)
+        guard native else {
+            #expect(throws: OneDNNBackend.Failure.self) { try OneDNNBackend(precision: .bf16) }
+            #expect(throws: OneDNNBackend.Failure.self) { try Engine.backend(for: .bf16) }
+            return
+        }
+        let p = Conv2dShape(batch: 4, inChannels: 32, outChannels: 32, height: 8, width: 8, kernel: 3, padding: 1)
+        let bf = ConvResults(try OneDNNBackend(precision: .bf16), p, bias: true, seed: 9)
+        let fp = ConvResults(BLASBackend(), p, bias: true, seed: 9)
+        for (a, r) in zip(bf.all, fp.all) { #expect(BackendSelection.relativeL2(a, r) < 1e-2) }
+    }
+}
+
+/// Selection logic without the library (runs everywhere).
+@Suite struct BackendSelectionTests {
+    struct Broken: Error, CustomStringConvertible { var description: String { "libdnnl.so.2: cannot open shared object file" } }
+
+    @Test func fallsBackWhenOneDNNIsMissing() {
+        let (b, r) = BackendSelection.decide(setting: "auto", makeOneDNN: { throw Broken() })
+        #expect(b.name == "openblas")
+        #expect(r.detail.contains("fallback") && r.detail.contains("cannot open"))
+        #expect(BackendSelection.decide(setting: "onednn", makeOneDNN: { throw Broken() }).0.name == "openblas")
+    }
+
+    @Test(.enabled(if: OneDNN.isAvailable)) func fallsBackWhenTheSelfCheckFails() {
+        let (b, r) = BackendSelection.decide(setting: "onednn", makeOneDNN: { try OneDNNBackend() }, check: { _ in 0.3 })
+        #expect(b.name == "openblas")
+        #expect(r.selfCheckError == 0.3 && r.detail.contains("self-check"))
+        let nan = BackendSelection.decide(setting: "auto", makeOneDNN: { try OneDNNBackend() }, check: { _ in .nan })
+        #expect(nan.0.name == "openblas")
+    }
+
+    @Test func openblasWhenAskedOrUnknown() {
+        var made = false
+        let (b, r) = BackendSelection.decide(setting: "openblas", makeOneDNN: { made = true; throw Broken() })
+        #expect(b.name == "openblas" && r.detail == "PDPIPE_BACKEND=openblas" && !made)
+        let (u, ur) = BackendSelection.decide(setting: "cuda", makeOneDNN: { throw Broken() })
+        #expect(u.name == "openblas" && ur.detail.contains("unknown"))
+    }
+
+    /// The self-check's metric flags a wrong convolution (it compares with OpenBLAS).
+    @Test func selfCheckDetectsAWrongConvolution() {
+        struct Off: ComputeBackend {
+            let inner = BLASBackend()
+            var name: String { "off" }
+            func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+                       b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {}
+            func conv2dForward(_ p: Conv2dShape, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                               bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
+                inner.conv2dForward(p, x: x, weight: weight, bias: bias, y: y)
+                y[0] += 0.01  // one wrong output
+            }
+            func conv2dBackward(_ p: Conv2dShape, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                                dx: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?) {
+                inner.conv2dBackward(p, x: x, weight: weight, dy: dy, dx: dx, dWeight: dWeight, dBias: dBias)
+            }
+            func groupNormForward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+                                  y: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>) {}
+            func groupNormBackward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>, mean: UnsafePointer<Float>,
+                                   rstd: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
+                                   dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>) {}
+        }
+        #expect(BackendSelection.selfCheckError(BLASBackend()) == 0)
+        #expect(BackendSelection.selfCheckError(Off()) > BackendSelection.tolerance)
+    }
+}
+
+private func zip4<A, B, C>(_ a: [A], _ b: [B], _ c: [C]) -> [(A, B, C)] {
+    zip(a, zip(b, c)).map { ($0, $1.0, $1.1) }
+}
