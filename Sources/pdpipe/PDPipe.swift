@@ -9,7 +9,7 @@ struct PDPipe: ParsableCommand {
         commandName: "pdpipe",
         abstract: "A declarative experiment-pipeline runner with a content-addressed cache.",
         version: versionDescription + "\n" + Engine.blasDescription,
-        subcommands: [RunCommand.self, StatusCommand.self, WhyCommand.self, DagCommand.self, RunsCommand.self,
+        subcommands: [RunCommand.self, StatusCommand.self, WhyCommand.self, DagCommand.self, RunsCommand.self, JobCommand.self,
                       LogsCommand.self, ReportCommand.self, CacheCommand.self, GCCommand.self])
 
     /// Like ArgumentParser's main, but usage errors exit 2 (DESIGN.md), not EX_USAGE (64).
