@@ -83,7 +83,7 @@ public struct JobTicket: Codable, Sendable {
     public var runID: String
     public var threads: Int
 
-    static func read(_ url: URL) throws -> JobTicket {
+    public static func read(_ url: URL) throws -> JobTicket {
         try JSONDecoder().decode(JobTicket.self, from: Data(contentsOf: url))
     }
 

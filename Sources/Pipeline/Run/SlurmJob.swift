@@ -72,12 +72,12 @@ extension Runner {
         }
         var extending: StoredResult?
         if case .extend(let base, _) = decision { extending = base }
-        let jobID = ProcessInfo.processInfo.environment["SLURM_JOB_ID"]
+        let (jobID, store) = (ProcessInfo.processInfo.environment["SLURM_JOB_ID"], self.store)
         let threads = max(1, ticket.threads)
         let job = Job(inst: inst, key: key, decision: decision, inputs: inputs, forced: ticket.forced, runID: ticket.runID,
                       logDir: store.logs.appendingPathComponent(ticket.runID),
                       threads: ThreadBudget(perStage: threads, total: threads),
-                      complete: { [store] digest, computed in
+                      complete: { digest, computed in
                           try JobRecord(computed.result(artifact: digest), jobID: jobID).write(store)
                       })
         try FileManager.default.createDirectory(at: job.logDir, withIntermediateDirectories: true)
