@@ -176,7 +176,7 @@ struct SlurmTests {
         // Slurm itself cancelled the dependants (afterok can never be met: --kill-on-invalid-dep).
         for stage in ["child", "grandchild"] {
             let line = run.out.split(separator: "\n").first { $0.hasPrefix("RUN \(stage) ") }
-            let jobID = line.flatMap { $0.range(of: "Slurm job ").map { String($0.base[$0.upperBound...].prefix { $0.isNumber }) } }
+            let jobID = line.flatMap { l in l.range(of: "Slurm job ").map { String(l[$0.upperBound...].prefix { $0.isNumber }) } }
             #expect(jobID != nil, "\(run.out)")
             if let jobID {
                 let job = try slurm.job(jobID)
