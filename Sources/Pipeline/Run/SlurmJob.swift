@@ -29,7 +29,7 @@ extension Runner {
         var settled = ticket.settled.mapValues { SettledInput(artifact: $0.artifact, measurements: $0.measurements) }
         for up in chain.dropLast() where settled[up.id] == nil {
             guard up.inputs.values.allSatisfy({ settled[$0] != nil }) else { continue }
-            let key = try jobKey(up, settled)
+            let key = try jobKey(up, up.inputs.mapValues { settled[$0]! })
             guard let record = JobRecord.read(store, key: key.key) else {
                 throw JobFailure(description: "input `\(up.id)` (key \(key.key.prefix(12))) has no completion record")
             }
