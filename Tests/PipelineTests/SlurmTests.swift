@@ -251,4 +251,42 @@ struct SlurmTests {
         #expect(try slurm.completedJobNames().isEmpty)
         #expect(try f.plan("pipelines/long.yaml")["long"] == .run)
     }
+    @Test func aTinyTrainSampleFidSweepAsJobsEqualsTheLocalRun() throws {
+        let slurm = try LocalSlurm()
+        let pipeline = """
+            params:
+              train: {real_p: 0.5}
+            stages:
+              data: {kind: dataset, source: fashion-mnist, resolution: 16, max_images: 200}
+              refstats: {kind: refstats, needs: [data], extractor: random-cnn}
+              train: {kind: train, needs: [data], real_p: "${train.real_p}", model_channels: 16, channel_mult: [1, 2],
+                      num_blocks: 1, attention_levels: [], batch: 16, kimg: 0.05, lr_rampup_kimg: 0.02, ema_kimg: 0.02,
+                      checkpoint_kimg: 0.05, tick_kimg: 0.05}
+              sample: {kind: sample, needs: [train], num_images: 10, steps: 4}
+              fid: {kind: fid, needs: [sample, refstats]}
+            """
+        let experiment = "pipeline: ../pipelines/tiny.yaml\nmatrix:\n  train.real_p: [0.5, 1.0]\n"
+        let (onSlurm, local) = (try Fixture(), try Fixture())
+        for f in [onSlurm, local] {
+            try f.write("pipelines/tiny.yaml", pipeline)
+            try f.write("experiments/tiny.yaml", experiment)
+        }
+        // Engine results depend on the thread count: jobs get as many CPUs as a local run's threads.
+        let threads = RunOptions().threads
+        let run = try slurm.pdpipe(["run", "experiments/tiny.yaml", "--executor", "slurm", "--slurm-option", "cpus=\(threads)"],
+                                   in: onSlurm.dir)
+        #expect(run.status == 0, "\(run.out)\n\(run.err)")
+        #expect(run.out.contains("8 ran"))
+        try local.run("experiments/tiny.yaml")
+        let digests = try Self.digests(onSlurm, "experiments/tiny.yaml")
+        #expect(digests.count == 8)
+        #expect(digests == (try Self.digests(local, "experiments/tiny.yaml")))
+        // Metrics and measurements reached SQLite through the completion records.
+        let runner = try onSlurm.runner("experiments/tiny.yaml")
+        let fid = try runner.store.result(forKey: try runner.store.currentKeys(scope: runner.scope)["fid@real_p=0.5"] ?? "")
+        #expect(fid?.metrics["SWD"] != nil)
+        let train = try runner.store.result(forKey: try runner.store.currentKeys(scope: runner.scope)["train@real_p=1.0"] ?? "")
+        #expect((train?.measurements["wall_seconds"] ?? 0) > 0)
+        #expect(try slurm.completedJobNames().count == 8)
+    }
 }
