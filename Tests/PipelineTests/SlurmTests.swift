@@ -289,4 +289,16 @@ struct SlurmTests {
         #expect((train?.measurements["wall_seconds"] ?? 0) > 0)
         #expect(try slurm.completedJobNames().count == 8)
     }
+    @Test func twoDriversOnOneStoreComputeEachStageOnce() throws {
+        let slurm = try LocalSlurm()
+        let f = try Fixture()
+        try f.writeScenario()
+        // Both submit every stage; the second job of a key waits for its lock and finds the record.
+        let drivers = try (0..<2).map { _ in try slurm.start(["run", "experiments/sweep.yaml", "--executor", "slurm"], in: f.dir) }
+        let results = drivers.map(CLITests.finish)
+        for r in results { #expect(r.status == 0, "\(r.out)\n\(r.err)") }
+        #expect(try f.takeExecutions() == Fixture.allScenarioCells)
+        #expect(try f.plan("experiments/sweep.yaml").values.allSatisfy { $0 == .upToDate })
+        #expect(try f.runner("experiments/sweep.yaml").store.integrityCheck() == "ok")
+    }
 }
