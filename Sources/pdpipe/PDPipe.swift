@@ -9,7 +9,7 @@ struct PDPipe: ParsableCommand {
         commandName: "pdpipe",
         abstract: "A declarative experiment-pipeline runner with a content-addressed cache.",
         version: versionDescription + "\n" + Engine.blasDescription + "\n" + Engine.backendDescription,
-        subcommands: [RunCommand.self, StatusCommand.self, WhyCommand.self, DagCommand.self, RunsCommand.self,
+        subcommands: [RunCommand.self, StatusCommand.self, WhyCommand.self, DagCommand.self, RunsCommand.self, JobCommand.self,
                       LogsCommand.self, ReportCommand.self, ShowCommand.self, CheckoutCommand.self, CacheCommand.self,
                       GCCommand.self, KindsCommand.self])
 

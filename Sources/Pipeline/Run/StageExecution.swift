@@ -29,6 +29,9 @@ extension Runner {
         var runID: String
         var logDir: URL
         var threads: ThreadBudget
+        /// Set in a Slurm job: the output is only published and handed here (digest, what was
+        /// computed) for a completion record; the driver records it in SQLite.
+        var complete: (@Sendable (String, Store.Computed) throws -> Void)? = nil
     }
 
     func execute(_ job: Job, isCancelled: @escaping @Sendable () -> Bool,
@@ -155,11 +158,17 @@ extension Runner {
             key: key.key, stage: inst.stage, cellID: id, components: key.components, metrics: outcome.metrics,
             measurements: outcome.measurements, environment: Self.environment(threads: job.threads),
             seconds: seconds, runID: job.runID, lineage: key.lineage, budget: key.budget)
-        let digest = try store.commit(staged: outDir, computed, scope: scope, warn: { observe(.warning($0)) })
+        let digest: String
+        if let complete = job.complete {
+            digest = try store.publish(staged: outDir, cellID: id, warn: { observe(.warning($0)) })
+            try complete(digest, computed)
+        } else {
+            digest = try store.commit(staged: outDir, computed, scope: scope, warn: { observe(.warning($0)) })
+        }
         try? fm.removeItem(at: workDir)
         log.write("# done in \(String(format: "%.3f", seconds)) s -> \(digest)")
         return Executed(line: PlanLine(id: id, action: base == nil ? .run : .extend, reason: reason, key: key.key, seconds: seconds),
-                        result: try store.result(forKey: key.key))
+                        result: job.complete == nil ? try store.result(forKey: key.key) : computed.result(artifact: digest))
     }
 
     /// Where a computation ran: recorded with its measurements, never hashed.

@@ -30,7 +30,14 @@ public struct StoredResult: Sendable {
 /// `tmp/` for outputs being written; `work/<key>/` for checkpoints; `locks/`; `logs/<run>/`.
 public final class Store: Sendable {
     public let root: URL
-    let db: DatabasePool
+    private let pool: DatabasePool?
+    /// SQLite. A store opened for a Slurm job (`database: false`) has none: jobs never touch it
+    /// (the driver alone records), and a use by mistake stops the job instead of writing over NFS.
+    var db: DatabasePool {
+        guard let pool else { preconditionFailure("this store was opened without its database (a Slurm job)") }
+        return pool
+    }
+    var hasDatabase: Bool { pool != nil }
     /// (device, inode) of the database file when opened: see `databaseProblem()`.
     let databaseIdentity: [UInt64]?
 
@@ -40,9 +47,10 @@ public final class Store: Sendable {
     public var locks: URL { root.appendingPathComponent("locks") }
     public var logs: URL { root.appendingPathComponent("logs") }
 
-    public init(root: URL) throws {
+    public init(root: URL, database: Bool = true) throws {
         self.root = root.standardizedFileURL
         for d in ["", "objects", "tmp", "work", "locks", "logs"] { try Self.makeDirectory(root.appendingPathComponent(d)) }
+        guard database else { (pool, databaseIdentity) = (nil, nil); return }
         // Creating the database, switching it to WAL and migrating take SQLite's exclusive lock, and
         // SQLite reports "database is locked" at once (no busy wait) when several processes do it
         // together. Processes opening the store therefore take turns on a file lock for this step.
@@ -53,7 +61,8 @@ public final class Store: Sendable {
         // WAL + synchronous=NORMAL: a power cut may lose the last commits (stages show as missing and
         // rerun) but never leaves a half-written record; objects are fsynced before they are recorded.
         config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
-        db = try DatabasePool(path: root.appendingPathComponent("pdpipe.sqlite").path, configuration: config)
+        let db = try DatabasePool(path: root.appendingPathComponent("pdpipe.sqlite").path, configuration: config)
+        pool = db
         databaseIdentity = Self.fileIdentity(root.appendingPathComponent("pdpipe.sqlite").path)
         FaultPoint.hit("store-opened")
         // Read-only commands should not write: migrate only when something is missing.
@@ -301,6 +310,7 @@ public final class Store: Sendable {
 
     public func fileDigest(_ url: URL) throws -> String {
         let path = url.standardizedFileURL.path
+        guard hasDatabase else { return try Digest.file(url) }  // a job: no memo, hash it
         var st = stat()
         guard stat(path, &st) == 0 else { throw StoreError("cannot read `\(path)`: no such file or directory") }
         if st.st_mode & S_IFMT != S_IFREG { throw StoreError("`\(path)` is \(Digest.specialFileKind(st.st_mode) ?? "a directory"), not a regular file") }

@@ -2,7 +2,7 @@ import Foundation
 
 /// The store's commit protocol, the one way a stage result becomes complete:
 ///
-///   staged output dir -> hash -> fsync -> rename into objects/<digest> -> record (one transaction)
+///   staged output dir -> hash -> fsync -> rename into objects/<digest> (`publish`) -> record (one transaction)
 ///
 /// A crash between any two steps leaves the result missing, never a wrong "complete": an object
 /// without a record is unreferenced (gc removes it), a record is written only for a present,
@@ -31,6 +31,13 @@ extension Store {
             (self.metrics, self.measurements, self.environment) = (metrics, measurements, environment)
             (self.seconds, self.runID, self.lineage, self.budget) = (seconds, runID, lineage, budget)
         }
+
+        /// The record of this computation once its output is the object `artifact`.
+        public func result(artifact: String) -> StoredResult {
+            StoredResult(key: key, stage: stage, cellID: cellID, artifact: artifact, metrics: metrics,
+                         measurements: measurements, environment: environment, components: components,
+                         seconds: seconds, runID: runID, lineage: lineage, budget: budget)
+        }
     }
 
     /// Publishes `staged` (a directory under `tmp/`, consumed) as the object of `computed` and
@@ -38,6 +45,15 @@ extension Store {
     /// that had to be replaced.
     @discardableResult
     public func commit(staged: URL, _ computed: Computed, scope: String, warn: (String) -> Void = { _ in }) throws -> String {
+        let digest = try publish(staged: staged, cellID: computed.cellID, warn: warn)
+        try record(computed.result(artifact: digest), scope: scope)
+        FaultPoint.hit("recorded")
+        return digest
+    }
+
+    /// The first half of `commit`, all a Slurm job does (the driver records): hash, fsync, rename
+    /// into `objects/`. Returns the digest of the now present, synced object.
+    public func publish(staged: URL, cellID: String, warn: (String) -> Void = { _ in }) throws -> String {
         let fm = FileManager.default
         FaultPoint.hit("outputs-written")
         let digest = try Digest.tree(staged)
@@ -47,7 +63,7 @@ extension Store {
         let object = objectURL(digest)
         // An object already stored under this digest is reused only if its bytes still match.
         if fm.fileExists(atPath: object.path), try Digest.tree(object) != digest {
-            warn("object \(digest.prefix(12)) was corrupt; replacing it with the fresh output of \(computed.cellID)")
+            warn("object \(digest.prefix(12)) was corrupt; replacing it with the fresh output of \(cellID)")
             try fm.removeItem(at: object)
         }
         if !fm.fileExists(atPath: object.path) {
@@ -55,12 +71,6 @@ extension Store {
             Durability.syncDirectory(objects)
         }
         FaultPoint.hit("moved")
-        try record(StoredResult(key: computed.key, stage: computed.stage, cellID: computed.cellID, artifact: digest,
-                                metrics: computed.metrics, measurements: computed.measurements,
-                                environment: computed.environment, components: computed.components,
-                                seconds: computed.seconds, runID: computed.runID, lineage: computed.lineage,
-                                budget: computed.budget), scope: scope)
-        FaultPoint.hit("recorded")
         return digest
     }
 
