@@ -48,7 +48,7 @@ extension Runner {
         var reason = Self.reason(new: key, old: old)
         if let lineage = key.lineage, let budget = key.budget, let field = inst.kind.budgetField,
            let base = try store.longestShorter(lineage: lineage, below: budget) {
-            let from = "from \(ParamValue.double(base.budget ?? 0).shortDescription) \(field) (key \(base.key.prefix(12)))"
+            let from = "from \(String(format: "%g", base.budget ?? 0)) \(field) (key \(base.key.prefix(12)))"
             if let problem = inst.kind.extensionProblem(inst.fields) {
                 reason += "; not extended \(from): \(problem)"
             } else {
