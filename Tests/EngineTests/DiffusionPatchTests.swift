@@ -59,6 +59,17 @@ import Testing
         }
     }
 
+    /// The sampler's coordinate planes (full grid at the trained resolution) are exactly those a
+    /// full-image (p = 1 round) training batch carries, in the same [x, y] order.
+    @Test func samplerCoordinatesEqualFullImageTrainingCoordinates() {
+        let r = 16
+        let images = InMemoryImages(count: 2, resolution: r, channels: 1, bytes: [UInt8](repeating: 128, count: 2 * r * r))
+        let training = PatchBatch(source: images, indices: [0, 1], size: r, offsets: Array(repeating: PatchOffset(row: 0, column: 0), count: 2))
+        let sampling = PatchCoordinates.fullGrid(count: 2, size: r, normalizingResolution: r)
+        #expect(sampling.shape == training.coordinates.shape)
+        #expect(sampling.data == training.coordinates.data)
+    }
+
     @Test func coordinatesOfCropEqualCropOfFullGrid() {
         let r = 16
         let full = PatchCoordinates.planes(size: r, offset: PatchOffset(row: 0, column: 0), resolution: r)
