@@ -86,9 +86,7 @@ public final class Runner: Sendable {
     public func run(_ options: RunOptions, command: String, isCancelled: @escaping @Sendable () -> Bool,
                     observe: @escaping @Sendable (RunEvent) -> Void) throws -> RunSummary {
         let selected = try select(options.targets)
-        // Runs whose process is gone (SIGKILL) stop showing as running.
-        _ = try? store.markDeadRunsKilled()
-        let runID = try store.beginOwnedRun(command: command)
+        let runID = try beginRun(command: command)
         let current = try store.currentKeys(scope: scope)
         let known = try store.results(forKeys: Array(Set(current.values)))
         let state = RunState()
@@ -182,11 +180,22 @@ public final class Runner: Sendable {
         state.lock.unlock()
         try store.noteStages(runID: runID, lines.filter { $0.action == .upToDate }.map { ($0.id, $0.key, "up-to-date", "") })
         let failed = lines.contains { $0.action == .failed }
-        // The database file deleted or replaced mid-run: nothing this run recorded is there.
-        if let problem = store.databaseProblem() { throw StoreError(problem) }
-        try store.finishRun(runID, status: interrupted ? "interrupted" : failed ? "failed" : "ok")
+        try finishRun(runID, status: interrupted ? "interrupted" : failed ? "failed" : "ok")
         try sweepFinishedWork()
         return RunSummary(runID: runID, lines: lines, interrupted: interrupted)
+    }
+
+    /// Records a run owned by this process; runs whose process is gone (SIGKILL) are marked
+    /// killed first, so they stop showing as running. Both executors begin and finish runs here.
+    func beginRun(command: String) throws -> String {
+        _ = try? store.markDeadRunsKilled()
+        return try store.beginOwnedRun(command: command)
+    }
+
+    /// Ends a run; a database deleted or replaced mid-run (nothing this run recorded is there) fails it.
+    func finishRun(_ runID: String, status: String) throws {
+        if let problem = store.databaseProblem() { throw StoreError(problem) }
+        try store.finishRun(runID, status: status)
     }
 
     /// A stage's scratch (checkpoints) is removed right after its result is recorded; a run killed

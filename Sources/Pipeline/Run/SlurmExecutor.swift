@@ -114,7 +114,7 @@ extension Runner {
                            isCancelled: @escaping @Sendable () -> Bool,
                            observe: @escaping @Sendable (RunEvent) -> Void) throws -> RunSummary {
         let selected = try select(options.targets)
-        let runID = try store.beginRun(command: command)
+        let runID = try beginRun(command: command)
         let current = try store.currentKeys(scope: scope)
         let known = try store.results(forKeys: Array(Set(current.values)))
         let fm = FileManager.default
@@ -324,7 +324,7 @@ extension Runner {
         try store.noteStages(runID: runID, all.filter { $0.action == .upToDate }.map { ($0.id, $0.key, "up-to-date", "") })
         try store.noteStages(runID: runID, all.filter { $0.action == .skipped }.map { ($0.id, $0.key, "skipped", $0.reason) })
         let anyFailed = all.contains { $0.action == .failed }
-        try store.finishRun(runID, status: interrupted ? "interrupted" : anyFailed ? "failed" : "ok")
+        try finishRun(runID, status: interrupted ? "interrupted" : anyFailed ? "failed" : "ok")
         try sweepFinishedWork()
         return RunSummary(runID: runID, lines: all, interrupted: interrupted)
     }
