@@ -173,9 +173,19 @@ extension Runner {
 
     /// Where a computation ran: recorded with its measurements, never hashed.
     static func environment(threads: ThreadBudget) -> [String: String] {
-        ["host": ProcessInfo.processInfo.hostName, "threads": String(threads.perStage),
+        ["host": hostName, "threads": String(threads.perStage),
          "engine_threads": String(threads.total), "pdpipe": pdpipeVersion]
     }
+}
+
+extension Runner {
+    /// Read once with gethostname(2): Foundation's `ProcessInfo.hostName` is not safe to call from
+    /// several worker threads at once (concurrent calls corrupted the heap in the test suite).
+    static let hostName: String = {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "unknown" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }()
 }
 
 /// Appends lines to a log file from any thread.

@@ -23,7 +23,7 @@ final class StageLock {
             }
         }
         if let stale = Self.holder(fd: fd) { onTakeover(stale) }
-        let info = "pid \(getpid()) on \(ProcessInfo.processInfo.hostName): "
+        let info = "pid \(getpid()) on \(Runner.hostName): "
             + CommandLine.arguments.joined(separator: " ") + "\n"
         ftruncate(fd, 0)
         _ = info.withCString { pwrite(fd, $0, strlen($0), 0) }
