@@ -9,6 +9,17 @@ public struct ResultTable: Codable, Sendable, Equatable {
         public var std: Double?
         /// The per-cell values, in the row's cell order.
         public var values: [Double]
+        /// Curves that never reached a `reach(...)` target (left out of mean and std); nil: none.
+        public var unreached: Int?
+        /// `values` may hold NaN for a curve that never reached its target: the statistics are
+        /// over the others, and nil when none reached it.
+        public init?(reaching values: [Double]) {
+            let reached = values.filter { !$0.isNaN }
+            guard !reached.isEmpty else { return nil }
+            self.init(reached)
+            self.values = values
+            if reached.count < values.count { unreached = values.count - reached.count }
+        }
         public init(_ values: [Double]) {
             self.values = values
             mean = values.reduce(0, +) / Double(values.count)
@@ -44,12 +55,27 @@ public struct ResultTable: Codable, Sendable, Equatable {
     /// Significant digits in md/csv.
     public var precision: Int
     public var rows: [Row]
+    /// With `along`: the matrix axis the curves run along, the columns the report also plots
+    /// curves against (`versus`), and per row and column the value at every point of the curve.
+    public var along: String?
+    public var versus: [String]?
+    public var curves: [Curve]?
+
+    /// One row's curve: at each value of the `along` axis, each column's mean ± std over the
+    /// row's curves (the aggregated cells) that have that point; `reach` columns are absent (nil).
+    public struct Curve: Codable, Sendable, Equatable {
+        public var labels: [String]
+        public var at: [Double]
+        public var values: [[Stat?]]
+    }
 
     public init(name: String, title: String, rowKeys: [String], rowHeaders: [String], aggregateOver: [String],
-                baseline: [String], columns: [String], formulas: [String], precision: Int, rows: [Row]) {
+                baseline: [String], columns: [String], formulas: [String], precision: Int, rows: [Row],
+                along: String? = nil, versus: [String]? = nil, curves: [Curve]? = nil) {
         self.name = name; self.title = title; self.rowKeys = rowKeys; self.rowHeaders = rowHeaders
         self.aggregateOver = aggregateOver; self.baseline = baseline; self.columns = columns
         self.formulas = formulas; self.precision = precision; self.rows = rows
+        self.along = along; self.versus = versus; self.curves = curves
     }
 
     public static func format(_ v: Double, precision: Int) -> String {
@@ -62,8 +88,9 @@ public struct ResultTable: Codable, Sendable, Equatable {
     public func cellText(_ s: Stat?) -> String {
         guard let s else { return "" }
         let m = Self.format(s.mean, precision: precision)
-        guard let std = s.std else { return m }
-        return m + " ± " + Self.format(std, precision: max(1, precision - 1))
+        let reached = s.unreached.map { " (\(s.values.count - $0) of \(s.values.count) reached)" } ?? ""
+        guard let std = s.std else { return m + reached }
+        return m + " ± " + Self.format(std, precision: max(1, precision - 1)) + reached
     }
 
     public var header: [String] { rowHeaders + columns }
@@ -81,7 +108,22 @@ public struct ResultTable: Codable, Sendable, Equatable {
             notes.append("mean ± std (n - 1) over \(aggregateOver.joined(separator: ", ")) (\(n) cells per row)")
         }
         if !baseline.isEmpty { notes.append("baseline: " + baseline.joined(separator: ", ")) }
+        if let along { notes.append("values at the last point along \(along); reach(...): interpolated where each curve first reaches the target") }
         if !notes.isEmpty { out += "\n" + notes.joined(separator: "; ") + "\n" }
+        if let along, let curves, !curves.isEmpty {
+            let alongName = along.split(separator: ".").last.map(String.init) ?? along
+            for (c, column) in columns.enumerated() where curves.contains(where: { $0.values.contains { $0[c] != nil } }) {
+                out += "\n\(column) along \(alongName):\n\n"
+                let points = Set(curves.flatMap(\.at)).sorted()
+                let header = [alongName] + curves.map { zip(rowHeaders, $0.labels).map { "\($0)=\($1)" }.joined(separator: ", ") }
+                let lines = points.map { x in
+                    [Self.format(x, precision: 10)] + curves.map { curve in
+                        curve.at.firstIndex(of: x).map { cellText(curve.values[$0][c]) } ?? ""
+                    }
+                }
+                out += MarkdownTable.render(header: header, rows: lines, numericFrom: 0)
+            }
+        }
         return out
     }
 

@@ -89,6 +89,14 @@ public struct SampleStage: StageKind {
 
     public static let weightsFileName = "ema.pdt"
 
+    /// At a snapshot, only that file of the training's artifact: its key survives an extension.
+    public func inputFiles(_ config: Config, consumed: [String]) -> [String: [String]] {
+        guard config.atKimg > 0 else { return [:] }
+        let input = config.model.isEmpty ? (consumed.count == 1 ? consumed[0] : nil) : config.model
+        guard let input else { return [:] }
+        return [input: [TrainingSnapshots.directory + "/" + TrainingSnapshots.fileName(kimg: config.atKimg)]]
+    }
+
     /// The final EMA weights of a train artifact, or its snapshot at `atKimg` (> 0).
     static func weights(in model: URL, atKimg: Double, stage: String) throws -> URL {
         if atKimg > 0 {

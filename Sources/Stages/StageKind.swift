@@ -149,6 +149,11 @@ public protocol StageKind: Sendable {
     var budgetField: String? { get }
     /// Why this configuration cannot continue a shorter computation (nil when it can).
     func extensionProblem(_ config: Config) -> String?
+    /// The files of a consumed artifact the stage reads, by consumed stage name, when it reads only
+    /// part of that artifact (a sample at a snapshot reads one file of the training's artifact).
+    /// The key then holds those files' digests instead of the artifact's: a longer training that
+    /// keeps the same snapshot leaves the sample up to date. Empty: whole artifacts.
+    func inputFiles(_ config: Config, consumed: [String]) -> [String: [String]]
 }
 
 extension StageKind {
@@ -156,6 +161,7 @@ extension StageKind {
     public func validate(_ config: Config) -> [ConfigProblem] { [] }
     public var budgetField: String? { nil }
     public func extensionProblem(_ config: Config) -> String? { nil }
+    public func inputFiles(_ config: Config, consumed: [String]) -> [String: [String]] { [:] }
 }
 
 /// The erased path: the registry holds `[any StageKind]` and the pipeline layer passes resolved
@@ -192,6 +198,10 @@ extension StageKind {
 
     public func extensionProblem(_ fields: [String: ParamValue]) -> String? {
         do { return extensionProblem(try decode(fields)) } catch { return "\(error)" }
+    }
+
+    public func inputFiles(_ fields: [String: ParamValue], consumed: [String]) -> [String: [String]] {
+        (try? decode(fields)).map { inputFiles($0, consumed: consumed) } ?? [:]
     }
 
     /// Whether this is a gathering (fan-in) kind.

@@ -1,7 +1,10 @@
 import Foundation
 
-/// A column formula of a `table` stage: numbers, references, `+ - * /`, parentheses and
-/// `baseline(expr)` (the same formula evaluated in the baseline cell).
+/// A column formula of a `table` stage: numbers, references, `+ - * /`, parentheses,
+/// `baseline(expr)` (the same formula evaluated in the baseline cell), indexed references
+/// `name[expr]` (the metric `name.<value of expr>`, e.g. `train.wall_seconds_at[sample.at_kimg]`)
+/// and, in a table with `along`, `reach(y, target, x)`: where the curve of `y` over the `along`
+/// axis first reaches `target`, as `x` interpolated linearly between the two points around it.
 ///
 /// A reference is a dotted name such as `fid.FD_featurenet` or `train.real_p`; its characters are
 /// letters, digits, `_`, `.` and `-` (metric names like `FD_fmnist-classifier` contain `-`), so a
@@ -12,6 +15,8 @@ public indirect enum TableExpression: Sendable, Equatable {
     case negate(TableExpression)
     case binary(Character, TableExpression, TableExpression)
     case baseline(TableExpression)
+    case indexed(String, TableExpression)
+    case reach(TableExpression, TableExpression, TableExpression)
 
     public struct ParseError: Error, Sendable, CustomStringConvertible {
         public var message: String
@@ -27,8 +32,10 @@ public indirect enum TableExpression: Sendable, Equatable {
             switch e {
             case .number: break
             case .reference(let r): if !out.contains(r) { out.append(r) }
+            case .indexed(let r, let i): if !out.contains(r) { out.append(r) }; walk(i)
             case .negate(let a), .baseline(let a): walk(a)
             case .binary(_, let a, let b): walk(a); walk(b)
+            case .reach(let a, let b, let c): walk(a); walk(b); walk(c)
             }
         }
         walk(self)
@@ -39,8 +46,29 @@ public indirect enum TableExpression: Sendable, Equatable {
         switch self {
         case .number, .reference: return false
         case .baseline: return true
-        case .negate(let a): return a.usesBaseline
+        case .negate(let a), .indexed(_, let a): return a.usesBaseline
         case .binary(_, let a, let b): return a.usesBaseline || b.usesBaseline
+        case .reach(let a, let b, let c): return a.usesBaseline || b.usesBaseline || c.usesBaseline
+        }
+    }
+
+    public var usesReach: Bool {
+        switch self {
+        case .number, .reference: return false
+        case .reach: return true
+        case .negate(let a), .indexed(_, let a), .baseline(let a): return a.usesReach
+        case .binary(_, let a, let b): return a.usesReach || b.usesReach
+        }
+    }
+
+    /// `reach(...)` inside `reach(...)` or `baseline(...)` has no meaning.
+    public var nestsReach: Bool {
+        switch self {
+        case .number, .reference: return false
+        case .reach(let a, let b, let c): return a.usesReach || b.usesReach || c.usesReach
+        case .baseline(let a), .indexed(_, let a): return a.usesReach
+        case .negate(let a): return a.nestsReach
+        case .binary(_, let a, let b): return a.nestsReach || b.nestsReach
         }
     }
 
@@ -49,21 +77,33 @@ public indirect enum TableExpression: Sendable, Equatable {
         switch self {
         case .number, .reference: return false
         case .baseline(let a): return a.usesBaseline
-        case .negate(let a): return a.nestsBaseline
+        case .negate(let a), .indexed(_, let a): return a.nestsBaseline
         case .binary(_, let a, let b): return a.nestsBaseline || b.nestsBaseline
+        case .reach(let a, let b, let c): return a.nestsBaseline || b.nestsBaseline || c.nestsBaseline
         }
     }
 
-    /// Evaluates with `lookup` for references in the current cell and `baselineLookup` in the baseline cell.
-    public func evaluate(_ lookup: (String) throws -> Double, baselineLookup: (String) throws -> Double) throws -> Double {
+    /// The name an indexed reference reads: `name.<value>` with the value in its shortest form.
+    public static func indexedName(_ name: String, _ index: Double) -> String {
+        name + "." + (index == index.rounded() && abs(index) < 1e15 ? String(Int(index)) : String(format: "%.10g", index))
+    }
+
+    /// Evaluates with `lookup` for references in the current cell and `baselineLookup` in the
+    /// baseline cell; `reach` evaluates its arguments along the current curve (see `Curve`).
+    public func evaluate(_ lookup: (String) throws -> Double, baselineLookup: (String) throws -> Double,
+                         reach: ((TableExpression, TableExpression, TableExpression) throws -> Double)? = nil) throws -> Double {
         switch self {
         case .number(let v): return v
         case .reference(let r): return try lookup(r)
-        case .negate(let a): return -(try a.evaluate(lookup, baselineLookup: baselineLookup))
+        case .indexed(let r, let i): return try lookup(Self.indexedName(r, try i.evaluate(lookup, baselineLookup: baselineLookup, reach: reach)))
+        case .negate(let a): return -(try a.evaluate(lookup, baselineLookup: baselineLookup, reach: reach))
         case .baseline(let a): return try a.evaluate(baselineLookup, baselineLookup: baselineLookup)
+        case .reach(let y, let target, let x):
+            guard let reach else { throw StageError("reach(...) needs a table with `along`") }
+            return try reach(y, target, x)
         case .binary(let op, let a, let b):
-            let x = try a.evaluate(lookup, baselineLookup: baselineLookup)
-            let y = try b.evaluate(lookup, baselineLookup: baselineLookup)
+            let x = try a.evaluate(lookup, baselineLookup: baselineLookup, reach: reach)
+            let y = try b.evaluate(lookup, baselineLookup: baselineLookup, reach: reach)
             switch op {
             case "+": return x + y
             case "-": return x - y
@@ -197,7 +237,33 @@ public indirect enum TableExpression: Sendable, Equatable {
                 i += 1
                 return .baseline(e)
             }
+            if name == "reach", i < chars.count, chars[i] == "(" {
+                i += 1
+                try nest(); defer { depth -= 1 }
+                var arguments: [TableExpression] = []
+                while true {
+                    arguments.append(try sum())
+                    skipSpaces()
+                    guard i < chars.count else { throw ParseError(message: "expected `)` closing reach(", offset: i) }
+                    if chars[i] == ")" { i += 1; break }
+                    guard chars[i] == "," else { throw ParseError(message: "expected `,` or `)` in reach(", offset: i) }
+                    i += 1
+                }
+                guard arguments.count == 3 else {
+                    throw ParseError(message: "reach(y, target, x) takes 3 arguments, not \(arguments.count)", offset: start)
+                }
+                return .reach(arguments[0], arguments[1], arguments[2])
+            }
             if name.hasSuffix(".") { throw ParseError(message: "name `\(name)` ends with `.`", offset: start) }
+            if i < chars.count, chars[i] == "[" {
+                i += 1
+                try nest(); defer { depth -= 1 }
+                let index = try sum()
+                skipSpaces()
+                guard i < chars.count, chars[i] == "]" else { throw ParseError(message: "expected `]` closing \(name)[", offset: i) }
+                i += 1
+                return .indexed(name, index)
+            }
             return .reference(name)
         }
     }

@@ -22,8 +22,15 @@ import Foundation
 ///       speed-up vs p=1: baseline(train.wall_seconds) / train.wall_seconds
 /// ```
 ///
-/// Formulas (`TableExpression`): numbers, `+ - * /`, parentheses, references and
-/// `baseline(formula)`. A reference `stage.name` is the stage's metric `name` in the cell, else
+/// Curves: with `along: sample.at_kimg`, the cells of a row that differ only in that axis form a
+/// curve (one per aggregated cell, e.g. per seed). A column is then its value at the curve's last
+/// point, `reach(y, target, x)` is where the curve of `y` first reaches `target` (as `x`,
+/// interpolated; e.g. `reach(fid.FD_x, 40, train.wall_seconds_at[sample.at_kimg] / 3600)` is the
+/// training hours to FD 40), and the artifact keeps every column along the curve, which the
+/// report plots against the axis and against the columns named in `versus`.
+///
+/// Formulas (`TableExpression`): numbers, `+ - * /`, parentheses, references,
+/// `name[formula]`, `reach(...)` and `baseline(formula)`. A reference `stage.name` is the stage's metric `name` in the cell, else
 /// its resolved field `name` (e.g. `train.kimg`), else a matrix axis value (`train.real_p`).
 /// `baseline(f)` evaluates `f` in the cell whose `baseline` axes take the baseline values and whose
 /// other axes (e.g. the seed) match the current cell; a ratio is thus taken per seed, then averaged.
@@ -48,6 +55,10 @@ public struct TableStage: GatheringKind {
         /// Label -> formula, in declaration order. Required; the initial value is never used.
         public var columns = OrderedPairs()
         public var precision = 4
+        /// A matrix axis: the cells along it form one curve per row and aggregated cell.
+        public var along = ""
+        /// Column labels the report also plots the curves against (x axes besides `along`).
+        public var versus: [String] = []
 
         public init() {}
 
@@ -59,11 +70,13 @@ public struct TableStage: GatheringKind {
             .field("columns", \.columns, help: "label -> formula over `stage.metric` references", required: true),
             // A Double has 15-17 significant digits; 12 stays clear of noise digits.
             .field("precision", \.precision, help: "significant digits in table.md / table.csv", check: .between(1, 12)),
+            .field("along", \.along, help: "matrix axis the cells of a row form curves along (reach(...), report curves)"),
+            .field("versus", \.versus, help: "column labels the report plots the curves against, besides `along`"),
         ]
     }
 
     public func gatheringAxes(_ config: Config) -> [String] {
-        let listed = config.rows + config.aggregateOver
+        let listed = config.rows + config.aggregateOver + (config.along.isEmpty ? [] : [config.along])
         return listed + config.baseline.keys.sorted().filter { !listed.contains($0) }
     }
 
@@ -84,6 +97,22 @@ public struct TableStage: GatheringKind {
         }
         for k in rows where aggregate.contains(k) {
             problems.append(GatherProblem(field: "aggregate_over", item: k, message: "`\(k)` is both a row axis and aggregated over"))
+        }
+        let along = config.along
+        if !along.isEmpty {
+            if !axisKeys.contains(along) {
+                problems.append(GatherProblem(field: "along", message: "`\(along)` is not a matrix axis" + suggestion(along)))
+            } else if rows.contains(along) || aggregate.contains(along) {
+                problems.append(GatherProblem(field: "along", message: "`\(along)` is also in rows or aggregate_over"))
+            } else if let axis = axes.first(where: { $0.key == along }), axis.values.contains(where: { $0.doubleValue == nil }) {
+                problems.append(GatherProblem(field: "along", message: "`\(along)` must take numbers (a curve's points are ordered by it)"))
+            }
+        }
+        for v in config.versus where !config.columns.pairs.contains(where: { $0.key == v }) {
+            problems.append(GatherProblem(field: "versus", item: v, message: "`\(v)` is not a column of the table"))
+        }
+        if !config.versus.isEmpty && along.isEmpty {
+            problems.append(GatherProblem(field: "versus", message: "`versus` needs `along` (the curves it plots)"))
         }
         let baseline = config.baseline
         for (k, v) in baseline.sorted(by: { $0.key < $1.key }) {
@@ -110,6 +139,12 @@ public struct TableStage: GatheringKind {
             }
             if e.nestsBaseline {
                 problems.append(GatherProblem(field: "columns", item: label, message: "column `\(label)`: baseline(...) inside baseline(...)"))
+            }
+            if e.usesReach && along.isEmpty {
+                problems.append(GatherProblem(field: "columns", item: label, message: "column `\(label)` uses reach(...) but the table declares no `along` axis"))
+            }
+            if e.nestsReach {
+                problems.append(GatherProblem(field: "columns", item: label, message: "column `\(label)`: reach(...) inside reach(...) or baseline(...)"))
             }
             for r in e.references {
                 let stage = String(r.split(separator: ".", maxSplits: 1).first ?? "")
@@ -165,7 +200,7 @@ public struct TableStage: GatheringKind {
         let axes = gathered.axes
         let aggregate = config.aggregateOver
         var rowKeys = config.rows
-        rowKeys += axes.map(\.key).filter { !rowKeys.contains($0) && !aggregate.contains($0) }
+        rowKeys += axes.map(\.key).filter { !rowKeys.contains($0) && !aggregate.contains($0) && $0 != config.along }
         let baseline = config.baseline
         let columns = config.columns.pairs.map { (label: $0.key, formula: $0.value) }
         let formulas = try columns.map { col -> TableExpression in
@@ -229,28 +264,83 @@ public struct TableStage: GatheringKind {
         var groups: [[Int]: [Cell]] = [:]
         for c in cells { groups[index(c), default: []].append(c) }
         let baselineIsRowOnly = baseline.keys.allSatisfy { rowKeys.contains($0) }
+        // Each row is a list of curves: with `along`, the cells that differ only in that axis,
+        // ordered along it; without, every cell is a curve of one point.
+        let along = config.along.isEmpty ? nil : config.along
+        func position(_ cell: Cell) -> Double { along.flatMap { cell.axes[$0]?.doubleValue } ?? 0 }
+        func curves(of group: [Cell]) -> [[Cell]] {
+            guard let along else { return group.map { [$0] } }
+            var order: [String] = []
+            var byRest: [String: [Cell]] = [:]
+            for c in group {
+                let rest = c.axes.filter { $0.key != along }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.shortDescription)" }
+                    .joined(separator: ",")
+                if byRest[rest] == nil { order.append(rest) }
+                byRest[rest, default: []].append(c)
+            }
+            return order.map { byRest[$0]!.sorted { position($0) < position($1) } }
+        }
+        func evaluate(_ f: TableExpression, column: String, at cell: Cell, curve: [Cell]) throws -> Double {
+            try f.evaluate({ try lookup($0, in: cell, column: column) },
+                           baselineLookup: { ref in try lookup(ref, in: try baselineCell(of: cell), column: column) },
+                           reach: { y, target, x in
+                               let t = try evaluate(target, column: column, at: cell, curve: curve)
+                               let points = try curve.map { c in
+                                   (x: try evaluate(x, column: column, at: c, curve: curve), y: try evaluate(y, column: column, at: c, curve: curve))
+                               }
+                               return Self.reach(points, target: t)
+                           })
+        }
         var rows: [ResultTable.Row] = []
+        var curveRows: [ResultTable.Curve] = []
         for idx in groups.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
             let group = groups[idx]!
+            let rowCurves = curves(of: group)
             var values: [ResultTable.Stat?] = []
             for (col, f) in zip(columns, formulas) {
-                let v = try group.map { cell in
-                    try f.evaluate({ try lookup($0, in: cell, column: col.label) },
-                                   baselineLookup: { ref in try lookup(ref, in: try baselineCell(of: cell), column: col.label) })
-                }
-                values.append(ResultTable.Stat(v))
+                let v = try rowCurves.map { curve in try evaluate(f, column: col.label, at: curve.last!, curve: curve) }
+                values.append(f.usesReach ? ResultTable.Stat(reaching: v) : ResultTable.Stat(v))
             }
             let first = group[0]
+            let labels = rowKeys.map { first.axes[$0]?.shortDescription ?? "" }
             let isBaseline = !baseline.isEmpty && baselineIsRowOnly
                 && baseline.allSatisfy { k, v in first.axes[k].map { same($0, v) } ?? false }
-            rows.append(ResultTable.Row(labels: rowKeys.map { first.axes[$0]?.shortDescription ?? "" },
-                                        cells: group.map(\.label), values: values, isBaseline: isBaseline))
+            rows.append(ResultTable.Row(labels: labels, cells: group.map(\.label), values: values, isBaseline: isBaseline))
+            if along != nil {
+                let at = Set(group.map(position)).sorted()
+                let points = try at.map { x in
+                    try zip(columns, formulas).map { col, f -> ResultTable.Stat? in
+                        if f.usesReach { return nil }
+                        let v = try rowCurves.compactMap { curve in
+                            try curve.first { position($0) == x }.map { try evaluate(f, column: col.label, at: $0, curve: curve) }
+                        }
+                        return v.isEmpty ? nil : ResultTable.Stat(v)
+                    }
+                }
+                curveRows.append(ResultTable.Curve(labels: labels, at: at, values: points))
+            }
         }
         return ResultTable(
             name: name, title: config.title, rowKeys: rowKeys, rowHeaders: shortNames(rowKeys),
             aggregateOver: aggregate, baseline: baseline.keys.sorted().map { "\($0)=\(baseline[$0]!.shortDescription)" },
             columns: columns.map(\.label), formulas: columns.map(\.formula), precision: config.precision,
-            rows: rows)
+            rows: rows, along: along, versus: along == nil ? nil : config.versus, curves: along == nil ? nil : curveRows)
+    }
+
+    /// Where a curve first reaches `target`: the first point at or past it in the curve's direction
+    /// (falling when its last point is below its first, as FD falls; else rising), with `x`
+    /// interpolated linearly between that point and the one before; the first point's `x` when it
+    /// is already past the target. NaN: the curve never reaches it.
+    static func reach(_ points: [(x: Double, y: Double)], target: Double) -> Double {
+        guard let first = points.first, let last = points.last else { return .nan }
+        let falling = last.y <= first.y
+        func reached(_ y: Double) -> Bool { falling ? y <= target : y >= target }
+        if reached(first.y) { return first.x }
+        for i in 1..<max(1, points.count) where reached(points[i].y) {
+            let (a, b) = (points[i - 1], points[i])
+            return a.x + (target - a.y) / (b.y - a.y) * (b.x - a.x)
+        }
+        return .nan
     }
 
     /// Last component of each dotted key when that is unambiguous among them.

@@ -93,4 +93,24 @@ import Testing
         #expect(missing.status == 1)
         #expect(missing.out.contains("the training has no snapshot at 0.5 kimg (snapshots: 0.01, 0.02)"), "\(missing.out)")
     }
+
+    /// A sample at a snapshot keys on that snapshot file, not on the whole training artifact: an
+    /// extension that keeps the snapshot leaves it up to date, while a sample of the final weights reruns.
+    @Test func snapshotSamplesStayUpToDateWhenTheTrainingIsExtended() throws {
+        let f = try Fixture()
+        try Self.writeProject(f)
+        #expect(!(try f.run("pipelines/p.yaml", overrides: ["sample.at_kimg=0.01"], jobs: 1)).failed)
+        let early = try #require(try Self.artifact(f, "sample"))
+        let plan = try f.plan("pipelines/p.yaml", overrides: ["sample.at_kimg=0.01", "train.kimg=0.045"])
+        #expect(plan["train"] == .extend && plan["sample"] == .run)  // its input is not settled before train runs
+        let run = try f.run("pipelines/p.yaml", overrides: ["sample.at_kimg=0.01", "train.kimg=0.045"], jobs: 1)
+        #expect(run.lines.first { $0.id == "train" }?.action == .extend)
+        #expect(run.lines.first { $0.id == "sample" }?.action == .upToDate, "\(run.lines.map { ($0.id, $0.action) })")
+        #expect(try Self.artifact(f, "sample") == early)
+        let now = try f.plan("pipelines/p.yaml", overrides: ["sample.at_kimg=0.01", "train.kimg=0.045"])
+        #expect(now["sample"] == .upToDate && now["train"] == .upToDate)
+        // The final weights did change: their sample is computed.
+        let final = try f.run("pipelines/p.yaml", overrides: ["train.kimg=0.045"], jobs: 1)
+        #expect(final.lines.first { $0.id == "sample" }?.action == .run)
+    }
 }

@@ -61,8 +61,38 @@ extension ExperimentReport {
         var notes: [String] = []
         if !t.aggregateOver.isEmpty { notes.append("mean ± std over " + t.aggregateOver.joined(separator: ", ")) }
         if !t.baseline.isEmpty { notes.append("baseline " + t.baseline.joined(separator: ", ")) }
+        if let along = t.along { notes.append("values at the last point along \(along)") }
         notes.append("formulas: " + zip(t.columns, t.formulas).map { "\($0) = \($1)" }.joined(separator: "; "))
-        return out + "<p class=\"tnote\">\(HTML.escape(notes.joined(separator: "; ")))</p>\n"
+        return out + "<p class=\"tnote\">\(HTML.escape(notes.joined(separator: "; ")))</p>\n" + curveCharts(t)
+    }
+
+    /// With `along`: each plotted column against the axis and against each `versus` column, one
+    /// line per row through the means, the band mean ± std over the aggregated cells.
+    static func curveCharts(_ t: ResultTable) -> String {
+        guard let along = t.along, let curves = t.curves, !curves.isEmpty else { return "" }
+        let versus = t.versus ?? []
+        let xName = along.split(separator: ".").last.map(String.init) ?? along
+        var out = ""
+        for (c, column) in t.columns.enumerated() where !versus.contains(column) {
+            guard curves.contains(where: { $0.values.contains { $0[c] != nil } }) else { continue }
+            var xAxes: [(label: String, column: Int?)] = [(xName, nil)]
+            xAxes += versus.compactMap { v in t.columns.firstIndex(of: v).map { (v, $0) } }
+            for x in xAxes {
+                let series = curves.map { curve -> (label: String, points: [(x: Double, mean: Double, low: Double, high: Double)]) in
+                    let label = zip(t.rowHeaders, curve.labels).map { "\($0)=\($1)" }.joined(separator: ", ")
+                    let points = curve.at.indices.compactMap { i -> (x: Double, mean: Double, low: Double, high: Double)? in
+                        guard let y = curve.values[i][c], y.mean.isFinite else { return nil }
+                        let xv = x.column.map { curve.values[i][$0]?.mean ?? .nan } ?? curve.at[i]
+                        guard xv.isFinite else { return nil }
+                        let spread = y.std ?? 0
+                        return (xv, y.mean, y.mean - spread, y.mean + spread)
+                    }
+                    return (label, points)
+                }
+                out += "<div class=\"chart\">" + SVGChart.bands(series, xLabel: x.label, yLabel: column) + "</div>\n"
+            }
+        }
+        return out
     }
 }
 

@@ -71,6 +71,32 @@ public enum SVGChart {
         return out + "</g></svg>"
     }
 
+    /// One line per series through its means, with a shaded band from `low` to `high` (mean ± std
+    /// over seeds) and a dot at every point.
+    public static func bands(_ series: [(label: String, points: [(x: Double, mean: Double, low: Double, high: Double)])],
+                             xLabel: String, yLabel: String) -> String {
+        let all = series.flatMap(\.points)
+        let s = Scale(xs: all.map(\.x), ys: all.map(\.low) + all.map(\.high))
+        var out = open(yLabel + " vs " + xLabel) + axes(s, xLabel: xLabel, yLabel: yLabel)
+        for (i, line) in series.enumerated() where !line.points.isEmpty {
+            let color = palette[i % palette.count]
+            let outline = line.points.map { ($0.x, $0.high) } + line.points.reversed().map { ($0.x, $0.low) }
+            out += "<polygon class=\"band\" fill=\"\(color)\" fill-opacity=\"0.18\" stroke=\"none\" points=\"\(points(outline, s))\" />"
+            out += "<polyline class=\"series\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.5\" points=\"\(points(line.points.map { ($0.x, $0.mean) }, s))\"><title>\(HTML.escape(line.label))</title></polyline>"
+            for p in line.points {
+                out += "<circle cx=\"\(n(s.x(p.x)))\" cy=\"\(n(s.y(p.mean)))\" r=\"2.2\" fill=\"\(color)\"><title>\(HTML.escape(line.label)): \(HTML.escape(ResultTableFormat.short(p.x))), \(HTML.escape(ResultTableFormat.short(p.mean)))</title></circle>"
+            }
+        }
+        out += "<g font-size=\"11\" font-family=\"sans-serif\">"
+        for (i, line) in series.enumerated() {
+            let y = top + 12 + Double(i) * 14
+            let color = palette[i % palette.count]
+            out += "<line x1=\"\(n(width - right - 150))\" y1=\"\(n(y - 4))\" x2=\"\(n(width - right - 132))\" y2=\"\(n(y - 4))\" stroke=\"\(color)\" stroke-width=\"2\" />"
+            out += "<text x=\"\(n(width - right - 128))\" y=\"\(n(y))\">\(HTML.escape(line.label))</text>"
+        }
+        return out + "</g></svg>"
+    }
+
     /// Bars from zero, one per labelled value.
     public static func bars(_ bars: [(label: String, value: Double)], yLabel: String) -> String {
         let finite = bars.filter { $0.value.isFinite }

@@ -47,7 +47,10 @@ public struct StageKey: Sendable {
         for (name, value) in inst.fields where !operational.contains(name) { c["field." + name] = Digest.canonicalJSON(value) }
         for (key, value) in inst.reads { c["param." + key] = Digest.canonicalJSON(value) }
         for (name, value) in inst.gathered?.keyComponents ?? [:] { c["gathered." + name] = Digest.canonicalJSON(value) }
-        for (name, digest) in inputDigests { c["input." + name] = Digest.jsonString(digest) }
+        let partial = inst.kind.inputFiles(inst.fields, consumed: Array(inst.inputs.keys).sorted())
+        for (name, digest) in inputDigests {
+            c["input." + name] = Digest.jsonString(try partial[name].flatMap { try filesDigest($0, of: digest, store: store) } ?? digest)
+        }
         if inst.kind.gathersCells {
             for (name, values) in inputMeasurements { c["measured." + name] = Digest.canonicalJSON(.map(values.mapValues { .double($0) })) }
         }
@@ -56,6 +59,20 @@ public struct StageKey: Sendable {
             c["file." + display] = Digest.jsonString(try store.dependencyDigest(url))
         }
         return StageKey(components: c, budgetField: inst.kind.budgetField)
+    }
+
+    /// `files:` + the digests of `paths` inside a stored artifact; nil when the artifact is not
+    /// stored yet (a placeholder) or lacks a file, so the key falls back to the whole artifact and
+    /// the stage reports what is missing when it runs.
+    static func filesDigest(_ paths: [String], of artifact: String, store: Store) throws -> String? {
+        let root = store.objectURL(artifact)
+        var parts: [String] = []
+        for path in paths.sorted() {
+            let url = root.appendingPathComponent(path)
+            guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+            parts.append(path + "=" + (try store.fileDigest(url)))
+        }
+        return "files:" + parts.joined(separator: ",")
     }
 
     static func relativePath(_ url: URL, to base: URL) -> String {

@@ -85,10 +85,19 @@ public struct Expansion: Sendable {
             swept[st.name] = s
         }
 
+        // The matrix's cells without the excluded ones; a stage instance exists when some cell needs it.
+        let cells = product(axes).filter { cell in !spec.exclusions.contains { $0.matches(cell) } }
+        if cells.isEmpty, let rule = spec.exclusions.first {
+            throw SpecError(rule.location, "matrix `exclude` leaves no cell of the matrix")
+        }
+        func needed(_ assignment: [(key: String, value: ParamValue)]) -> Bool {
+            spec.exclusions.isEmpty || cells.contains { cell in assignment.allSatisfy { a in cell.contains { $0.key == a.key && $0.value == a.value } } }
+        }
+
         var instances: [StageInstance] = []
         for st in order {
             let myAxes = axes.filter { swept[st.name]!.contains($0.key) }
-            for assignment in product(myAxes) {
+            for assignment in product(myAxes) where st.kind.gathersCells || needed(assignment) {
                 var params = spec.params
                 for a in assignment { params.set(a.key, a.value, location: spec.matrix.first { $0.key == a.key }!.location) }
                 let id = assignment.isEmpty ? st.name : st.name + "@" + cellLabel(assignment, names: names)
@@ -140,7 +149,7 @@ public struct Expansion: Sendable {
                     for k in (fields[field.name]?.listValue ?? []).compactMap(\.stringValue) { reads[k] = params.value(at: k) }
                 }
                 if let gathering = st.kind as? any GatheringKind {
-                    guard let g = gather(st, kind: gathering, fields: fields, axes: axes, params: spec.params, swept: swept,
+                    guard let g = gather(st, kind: gathering, fields: fields, axes: axes, surviving: spec.exclusions.isEmpty ? nil : cells, params: spec.params, swept: swept,
                                          instances: instances, names: names, diagnostics: &diagnostics) else { continue }
                     instances.append(StageInstance(id: id, stage: st.name, kind: st.kind, assignment: [],
                                                    fields: fields, reads: reads, inputs: g.inputs, gathered: g.cells))
@@ -158,7 +167,7 @@ public struct Expansion: Sendable {
         }
         if diagnostics.isEmpty { diagnostics = crossStageProblems(spec, instances: instances) }
         if !diagnostics.isEmpty { throw SpecError(dedupe(diagnostics)) }
-        return Expansion(spec: spec, instances: instances, cells: product(axes))
+        return Expansion(spec: spec, instances: instances, cells: cells)
     }
 
     /// A config problem as a located spec error. A bad value interpolated from a swept key also
@@ -184,7 +193,7 @@ public struct Expansion: Sendable {
     /// and the cells it gathers. Checks its fields against the matrix, naming the offending
     /// entry's location; nil when they do not fit.
     static func gather(_ st: StageDecl, kind: any GatheringKind, fields: [String: ParamValue], axes matrixAxes: [MatrixAxis],
-                       params: ParamTree, swept: [String: Set<String>], instances: [StageInstance], names: [String: String],
+                       surviving: [[(key: String, value: ParamValue)]]?, params: ParamTree, swept: [String: Set<String>], instances: [StageInstance], names: [String: String],
                        diagnostics: inout [SpecDiagnostic]) -> (cells: GatheredCells, inputs: [String: String])? {
         // A listed key that `-S key=value` took out of the matrix is a one-valued axis, so quick
         // settings (`-S train.seed=0`) keep the table valid.
@@ -206,7 +215,15 @@ public struct Expansion: Sendable {
         cellAxes += axes.filter { varying.contains($0.key) && !listed.contains($0.key) }
         var inputs: [String: String] = [:]
         var cells: [GatheredCells.Cell] = []
-        for cell in product(cellAxes) {
+        // With exclusions, a cell is gathered when a cell of the matrix contains it (keys fixed by -S
+        // are in no matrix cell and match any).
+        func kept(_ cell: [(key: String, value: ParamValue)]) -> Bool {
+            guard let surviving else { return true }
+            return surviving.contains { full in
+                cell.allSatisfy { a in full.first { $0.key == a.key }.map { $0.value == a.value } ?? true }
+            }
+        }
+        for cell in product(cellAxes) where kept(cell) {
             var stages: [String: GatheredCells.Upstream] = [:]
             for n in st.needs {
                 guard let inst = instances.first(where: { i in

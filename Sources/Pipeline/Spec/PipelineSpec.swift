@@ -20,6 +20,19 @@ public struct MatrixAxis: Sendable {
     public var location: SourceLocation
 }
 
+/// A `matrix: exclude:` rule: the cells whose axes take one of the listed values for every key
+/// of the rule are left out (GitHub Actions' matrix `exclude`, with a list meaning "any of").
+public struct MatrixExclusion: Sendable {
+    public var values: [String: [ParamValue]]
+    public var location: SourceLocation
+
+    public func matches(_ cell: [(key: String, value: ParamValue)]) -> Bool {
+        values.allSatisfy { key, listed in
+            cell.first { $0.key == key }.map { v in listed.contains { SpecLoader.sameValue($0, v.value) } } ?? false
+        }
+    }
+}
+
 /// A pipeline (and optionally the experiment that names it), parsed and validated.
 public struct LoadedSpec: Sendable {
     /// The file the user named (experiment or pipeline).
@@ -34,6 +47,8 @@ public struct LoadedSpec: Sendable {
     /// Axes of the experiment's matrix that `-S key=value` fixed to one value: they run that cell,
     /// and the report treats them as one-valued axes, as `table` stages do.
     public var fixedAxes: [MatrixAxis] = []
+    /// Combinations of axis values the matrix leaves out.
+    public var exclusions: [MatrixExclusion] = []
     /// `report`/`tables` sections of the experiment, kept for the report command.
     public var report: ParamValue?
     public var tables: ParamValue?
@@ -101,6 +116,7 @@ public enum SpecLoader {
         let declaredTree = params
         let declaredSet = Set(params.locations.keys)
         var matrix: [MatrixAxis] = []
+        var excludeEntry: YAMLValue?
         var report: ParamValue?
         var tables: ParamValue?
         if isExperiment {
@@ -111,6 +127,10 @@ public enum SpecLoader {
             if let m = top["matrix"] {
                 if let mEntries = m.entries {
                     for e in mEntries {
+                        if e.key == "exclude" {
+                            excludeEntry = e.value
+                            continue
+                        }
                         guard params.contains(e.key) else {
                             diagnostics.append(SpecDiagnostic(e.keyLocation,
                                 "matrix key `\(e.key)` is not a param of the pipeline" + didYouMean(e.key, among: declaredTree.allKeys)))
@@ -181,6 +201,8 @@ public enum SpecLoader {
             if values.count == 1 { params.set(key, values[0], location: loc) }
             else { matrix.append(MatrixAxis(key: key, values: values, location: loc)) }
         }
+
+        let exclusions = excludeEntry.map { parseExclusions($0, matrix: matrix, fixedAxes: fixedAxes, params: params, into: &diagnostics) } ?? []
 
         // `report:` holds defaults of `pdpipe report` (its command-line flags win).
         if isExperiment, let r = top["report"] {
@@ -255,7 +277,46 @@ public enum SpecLoader {
         return LoadedSpec(
             file: file, pipelineFile: pipelineFile, experimentFile: isExperiment ? file : nil,
             projectDirectory: projectRoot(for: file), params: params, stages: stages, matrix: matrix,
-            fixedAxes: fixedAxes, report: report, tables: tables)
+            fixedAxes: fixedAxes, exclusions: exclusions, report: report, tables: tables)
+    }
+
+    /// `matrix: exclude:` — a list of maps of matrix axis -> value or list of values. A key that
+    /// `-S` fixed to one value drops out of a rule that lists that value, and the rule is dropped
+    /// when it does not (then no cell of this run matches it).
+    static func parseExclusions(_ y: YAMLValue, matrix: [MatrixAxis], fixedAxes: [MatrixAxis], params: ParamTree,
+                                into diagnostics: inout [SpecDiagnostic]) -> [MatrixExclusion] {
+        guard case .list(let rules, _) = y else {
+            diagnostics.append(SpecDiagnostic(y.location, "matrix `exclude` must be a list of maps of matrix axis -> value(s)"))
+            return []
+        }
+        var out: [MatrixExclusion] = []
+        for rule in rules {
+            guard let entries = rule.entries, !entries.isEmpty else {
+                diagnostics.append(SpecDiagnostic(rule.location, "an `exclude` entry must be a non-empty map of matrix axis -> value(s)"))
+                continue
+            }
+            var values: [String: [ParamValue]] = [:]
+            var applies = true
+            for e in entries {
+                let listed: [ParamValue]
+                if case .list(let items, _) = e.value { listed = items.map(\.value) } else { listed = [e.value.value] }
+                if let axis = matrix.first(where: { $0.key == e.key }) {
+                    for v in listed where !axis.values.contains(where: { sameValue($0, v) }) {
+                        diagnostics.append(SpecDiagnostic(e.value.location, "exclude: `\(e.key)` has no value \(v.shortDescription) in the matrix"
+                            + " (values: \(axis.values.map(\.shortDescription).joined(separator: ", ")))"))
+                    }
+                    values[e.key] = listed
+                } else if let fixed = fixedAxes.first(where: { $0.key == e.key }) {
+                    if !listed.contains(where: { sameValue($0, fixed.values[0]) }) { applies = false }
+                } else {
+                    diagnostics.append(SpecDiagnostic(e.keyLocation, "exclude: `\(e.key)` is not a matrix axis" + didYouMean(e.key, among: matrix.map(\.key))))
+                }
+            }
+            if applies, !values.isEmpty { out.append(MatrixExclusion(values: values, location: rule.location)) }
+            // Every key fixed by -S to a listed value: the rule excludes the one cell this run has.
+            if applies, values.isEmpty { out.append(MatrixExclusion(values: [:], location: rule.location)) }
+        }
+        return out
     }
 
     /// Nearest ancestor of the file holding `pipelines/` or `.git`; else the file's directory.
