@@ -2,7 +2,7 @@
 public enum StageRegistry {
     public static let kinds: [any StageKind] = [
         ShellStage(), DatasetStage(), TrainStage(), SampleStage(),
-        FeatureNetStage(), RefStatsStage(), FIDStage(), TableStage(),
+        FeatureNetStage(), RefStatsStage(), FIDStage(), TableStage(), DenoiseStage(),
     ]
 
     public static func kind(named name: String) -> (any StageKind)? {

@@ -20,22 +20,11 @@ public final class ImageGenerator {
     /// Loads a weights archive written by `PatchDiffusionTrainer.emaArchive()`.
     public init(weightsURL: URL, sampler: HeunSampler, outputResolution: Int? = nil,
                 coordinateMode: CoordinateMode = .extrapolate) throws {
-        let archive = try TensorArchive.read(weightsURL)
-        let meta: EMAWeightsMetadata
-        do { meta = try JSONDecoder().decode(EMAWeightsMetadata.self, from: archive.metadata) }
-        catch { throw DiffusionError("\(weightsURL.path): not a pdpipe U-Net weights file (\(error))") }
-        let net = SongUNet(config: meta.network, seed: 0)
-        for (name, p) in net.namedParameters() {
-            guard let t = archive.tensor(named: name), t.shape == p.shape else {
-                throw DiffusionError("\(weightsURL.path): missing or mis-shaped weight \(name)")
-            }
-            p.value = t
-        }
+        let (net, meta) = try SongUNet.loadEMA(weightsURL)
         let size = outputResolution ?? meta.resolution
         guard size % meta.network.sizeDivisor == 0, size >= meta.network.sizeDivisor else {
             throw DiffusionError("resolution \(size) is not a multiple of \(meta.network.sizeDivisor) (the U-Net's downsampling)")
         }
-        net.isTraining = false
         (self.net, self.weights, self.sampler, self.outputResolution, self.coordinateMode) = (net, meta, sampler, size, coordinateMode)
     }
 
@@ -49,5 +38,25 @@ public final class ImageGenerator {
                 preconditioning.denoise(net, x, sigmas: Array(repeating: t, count: x.shape[0]), coordinates: coords)
             }
         }
+    }
+}
+
+extension SongUNet {
+    /// The network of a weights archive written by `PatchDiffusionTrainer.emaArchive()` (final
+    /// weights or a snapshot), in evaluation mode (no dropout).
+    public static func loadEMA(_ url: URL) throws -> (SongUNet, EMAWeightsMetadata) {
+        let archive = try TensorArchive.read(url)
+        let meta: EMAWeightsMetadata
+        do { meta = try JSONDecoder().decode(EMAWeightsMetadata.self, from: archive.metadata) }
+        catch { throw DiffusionError("\(url.path): not a pdpipe U-Net weights file (\(error))") }
+        let net = SongUNet(config: meta.network, seed: 0)
+        for (name, p) in net.namedParameters() {
+            guard let t = archive.tensor(named: name), t.shape == p.shape else {
+                throw DiffusionError("\(url.path): missing or mis-shaped weight \(name)")
+            }
+            p.value = t
+        }
+        net.isTraining = false
+        return (net, meta)
     }
 }
