@@ -87,13 +87,10 @@ public final class PatchDiffusionTrainer {
     /// One optimiser step; returns the round's loss (mean over patches of the per-patch sum).
     @discardableResult
     public func trainStep() throws -> Double {
-        let sched = config.trainingSchedule, patches = config.patchSchedule
+        let sched = config.trainingSchedule
         let counted = sched.countedImages(afterSteps: step)
-        let s = patches.drawSize(progress: counted / (config.totalKimg * 1000), using: &rng)
-        let n = patches.multiplier(forSize: s) * config.batch
-        let indices = (0..<n).map { _ in rng.integer(upTo: images.trainingImageCount - 1) }
-        let offsets = (0..<n).map { _ in patches.drawOffset(size: s, using: &rng) }
-        let batch = PatchBatch(source: images, indices: indices, size: s, offsets: offsets)
+        let (batch, _) = Self.drawRound(config: config, images: images, progress: counted / (config.totalKimg * 1000), using: &rng)
+        let s = batch.size
         net.isTraining = true
         net.zeroGrad()
         let loss = config.loss.forwardBackward(net, batch: batch, using: &rng)
@@ -107,6 +104,18 @@ public final class PatchDiffusionTrainer {
         tick.rounds += 1
         tick.histogram[String(s), default: 0] += 1
         return loss
+    }
+
+    /// One round's patches, drawn in this order from `rng`: the size, then m(s) B image indices,
+    /// then their offsets. Also returns the indices (for the reference check of a round).
+    public static func drawRound(config: TrainingConfig, images: some TrainingImageSet, progress: Double,
+                                 using rng: inout RandomGenerator) -> (PatchBatch, indices: [Int]) {
+        let patches = config.patchSchedule
+        let s = patches.drawSize(progress: progress, using: &rng)
+        let n = patches.multiplier(forSize: s) * config.batch
+        let indices = (0..<n).map { _ in rng.integer(upTo: images.trainingImageCount - 1) }
+        let offsets = (0..<n).map { _ in patches.drawOffset(size: s, using: &rng) }
+        return (PatchBatch(source: images, indices: indices, size: s, offsets: offsets), indices)
     }
 
     /// Trains to the configured counted kimg, resuming from `workDirectory`'s checkpoint if there is one,
