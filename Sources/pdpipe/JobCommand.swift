@@ -70,22 +70,27 @@ final class SignalFlag: @unchecked Sendable {
 
 extension RunCommand {
     /// `--executor` and `--slurm-option`s; nil for the local executor.
-    func slurmSettings() throws -> SlurmOptions? {
-        switch executor {
+    /// The Slurm settings when stages run as jobs: the spec's `executor` section, then the flags.
+    func slurmSettings(_ section: ExecutorSection) throws -> SlurmOptions? {
+        switch executor ?? section.kind ?? "local" {
         case "local":
             if !slurmOptions.isEmpty { printError("--slurm-option needs --executor slurm"); throw Exit.badSpec }
             return nil
         case "slurm": break
-        default: printError("--executor: expected local or slurm, got `\(executor)`"); throw Exit.badSpec
+        default: printError("--executor: expected local or slurm, got `\(executor ?? "")`"); throw Exit.badSpec
         }
         // The jobs run this very binary (it must be on a file system the nodes share).
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
             ?? URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
         var settings = SlurmOptions(executable: executable, spec: URL(fileURLWithPath: spec.file).standardizedFileURL.path,
                                     overrides: spec.set)
+        for option in section.options { _ = settings.set(option) }  // checked when the spec was loaded
+        settings.perKind = section.perKind
         for option in slurmOptions {
             if let problem = settings.set(option) { printError("--slurm-option \(problem)"); throw Exit.badSpec }
         }
+        // The command line wins over the files, per-kind entries included.
+        for kind in settings.perKind.keys { settings.perKind[kind]! += slurmOptions }
         return settings
     }
 }

@@ -26,9 +26,25 @@ struct StatusCommand: ParsableCommand {
             }
             print("[" + items.joined(separator: ",\n ") + "]")
         } else {
+            printJobsInFlight(store)
             printPlan(lines, estimates: estimates)
         }
         finish(exitCode && lines.contains(where: { $0.action != .upToDate }) ? 3 : 0, keeping: store)
+    }
+}
+
+/// Slurm jobs of drivers still running on this store: `JOB <id> <state> <cell>` and where its output goes.
+func printJobsInFlight(_ store: Store) {
+    let active = ActiveJobs.all(store)
+    guard !active.isEmpty, let runs = try? store.runs(limit: 1000) else { return }
+    let running = Set(runs.filter { $0.status == "running" }.map(\.id))
+    let live = active.filter { running.contains($0.run) && !$0.jobs.isEmpty }
+    guard !live.isEmpty else { return }
+    let states = ActiveJobs.states()
+    for a in live {
+        for j in a.jobs {
+            print("JOB \(j.job) \(states?[j.job] ?? (states == nil ? "(squeue unavailable)" : "FINISHING")) \(j.cell) (run \(a.run); output \(j.output))")
+        }
     }
 }
 
@@ -194,6 +210,12 @@ struct RunsCommand: ParsableCommand {
 }
 
 struct LogsCommand: ParsableCommand {
+    /// Output files of the run's Slurm jobs (`jobs/out/<run id>/`), sorted.
+    static func jobOutputs(_ store: Store, run: String) -> [URL] {
+        let dir = store.jobs.appendingPathComponent("out/\(run)")
+        return ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).sorted().map { dir.appendingPathComponent($0) }
+    }
+
     static let configuration = CommandConfiguration(commandName: "logs", abstract: "Show stage logs of a run (default: the latest).")
     @OptionGroup var storeOption: StoreOption
     @Argument(help: "Run id (default: latest), then optionally a stage name or cell id.") var args: [String] = []
@@ -216,6 +238,11 @@ struct LogsCommand: ParsableCommand {
                 let note = FileManager.default.fileExists(atPath: log.path) ? " log: \(log.path)" : ""
                 print("  \(s.action) \(s.cellID)\(s.message.isEmpty ? "" : " — " + s.message.split(separator: "\n").first!)\(note)")
             }
+            let outputs = Self.jobOutputs(store, run: run.id)
+            if !outputs.isEmpty {
+                print("Slurm job outputs:")
+                for o in outputs { print("  \(o.path)") }
+            }
             return
         }
         let wanted = rest[0]
@@ -223,7 +250,20 @@ struct LogsCommand: ParsableCommand {
             let id = String($0.dropLast(4))
             return id == wanted || id.hasPrefix(wanted + "@")
         }
-        if files.isEmpty { printError("no log for `\(wanted)` in run \(run.id)"); throw Exit.badSpec }
+        if files.isEmpty {
+            // A stage run as a Slurm job: its output file (`<cell id>.<job id>.out`, unsafe characters as `_`).
+            let safe = String(wanted.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" ? $0 : "_" })
+            let outputs = Self.jobOutputs(store, run: run.id).filter {
+                let name = $0.lastPathComponent
+                return name.hasPrefix(safe + ".") || name.hasPrefix(safe + "_")
+            }
+            if outputs.isEmpty { printError("no log for `\(wanted)` in run \(run.id)"); throw Exit.badSpec }
+            for o in outputs {
+                print("==> \(o.path) <==")
+                print((try? String(contentsOf: o, encoding: .utf8)) ?? "", terminator: "")
+            }
+            return
+        }
         for f in files {
             if files.count > 1 { print("==> \(f.dropLast(4)) <==") }
             print(try String(contentsOf: dir.appendingPathComponent(f), encoding: .utf8), terminator: "")

@@ -12,15 +12,16 @@ struct RunCommand: ParsableCommand {
     @Option(name: [.customShort("f"), .customLong("force")], help: "Recompute this stage (name or cell id) even if stored.") var force: [String] = []
     @Flag(name: [.customShort("k"), .customLong("keep-going")], help: "After a failure, keep running stages that do not depend on it.") var keepGoing = false
     @Flag(name: [.customShort("v"), .customLong("verbose")], help: "Print stage log lines.") var verbose = false
-    @Option(name: .customLong("executor"), help: "local (default) or slurm: each stale stage as one sbatch job.") var executor = "local"
+    @Option(name: .customLong("executor"), help: "local or slurm (each stale stage as one sbatch job); default: the experiment's or pdpipe.yaml's `executor: kind`, else local.")
+    var executor: String?
     @Option(name: .customLong("slurm-option"), help: "With --executor slurm: partition=, account=, time=, cpus=, mem=, sbatch='ARGS'.")
     var slurmOptions: [String] = []
 
     func run() throws {
         guard jobs >= 1 else { printError("-j must be at least 1"); throw Exit.badSpec }
-        let slurm = try slurmSettings()
         // Everything that can be checked is checked before the store is opened (or created).
         let expansion = try spec.loadExpansion()
+        let slurm = try slurmSettings(expansion.spec.executor)
         for f in force where !expansion.instances.contains(where: { $0.stage == f || $0.id == f }) {
             printError("-f \(f): no such stage or cell id"); throw Exit.badSpec
         }

@@ -251,6 +251,53 @@ struct SlurmTests {
         #expect(try slurm.completedJobNames().isEmpty)
         #expect(try f.plan("pipelines/long.yaml")["long"] == .run)
     }
+    /// The project's `pdpipe.yaml` chooses Slurm and per-kind options; `status` shows the jobs in
+    /// flight and `logs` finds their output while the driver runs.
+    @Test func projectExecutorSectionPerKindOptionsAndJobsInFlight() throws {
+        let slurm = try LocalSlurm()
+        let f = try Fixture()
+        try f.write("pdpipe.yaml", """
+            executor:
+              kind: slurm
+              time: 10
+              per_kind:
+                shell: {time: "7"}
+            """)
+        try f.write("pipelines/long.yaml", """
+            stages:
+              long: {kind: shell, cmd: "echo started; sleep 60; echo 1 > l.txt", outs: [l.txt]}
+            """)
+        let driver = try slurm.start(["run", "pipelines/long.yaml"], in: f.dir)
+        var line = ""
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            let status = try slurm.pdpipe(["status", "pipelines/long.yaml"], in: f.dir)
+            if let l = status.out.split(separator: "\n").first(where: { $0.hasPrefix("JOB ") && $0.contains(" RUNNING long ") }) {
+                line = String(l); break
+            }
+            usleep(200_000)
+        }
+        #expect(!line.isEmpty, "no JOB line in status")
+        let jobID = String(line.split(separator: " ")[1])
+        #expect(try slurm.job(jobID)["TimeLimit"] == "00:07:00")
+        var logs = CLITests.Result(status: 1, out: "", err: "")
+        while Date() < deadline {
+            logs = try slurm.pdpipe(["logs", "long"], in: f.dir)
+            if logs.out.contains("started") { break }
+            usleep(200_000)
+        }
+        #expect(logs.out.contains("started"), "\(logs.out)\n\(logs.err)")
+        kill(driver.0.processIdentifier, SIGINT)
+        #expect(CLITests.finish(driver).status == 130)
+        #expect(!(try slurm.pdpipe(["status", "pipelines/long.yaml"], in: f.dir)).out.contains("JOB "))
+
+        try f.write("pdpipe.yaml", "executor: {kind: slurm, per_kind: {trian: {time: 5}}, cpu: 2}\n")
+        let bad = try slurm.pdpipe(["run", "pipelines/long.yaml"], in: f.dir)
+        #expect(bad.status == 2)
+        #expect(bad.err.contains("pdpipe.yaml:1:36: executor per_kind: unknown stage kind `trian` (did you mean `train`?)"), "\(bad.err)")
+        #expect(bad.err.contains("pdpipe.yaml:1:55: unknown executor key `cpu` (did you mean `cpus`?)"), "\(bad.err)")
+    }
+
     @Test func aTinyTrainSampleFidSweepAsJobsEqualsTheLocalRun() throws {
         let slurm = try LocalSlurm()
         let pipeline = """

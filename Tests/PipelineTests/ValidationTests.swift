@@ -179,4 +179,35 @@ import Testing
         #expect(didYouMean("stgaes", among: ["stages", "params"]) == " (did you mean `stages`?)")
         #expect(didYouMean("zzzzzz", among: ["stages", "params"]) == "")
     }
+
+    /// `executor:` in an experiment over the project's `pdpipe.yaml`: merged, per kind, located errors.
+    @Test func executorSectionsMergeAndBadEntriesAreLocated() throws {
+        let f = try Fixture()
+        try f.write("pipelines/p.yaml", "stages:\n  a: {kind: shell, cmd: echo}\n")
+        try f.write("pdpipe.yaml", "executor:\n  kind: slurm\n  partition: cpu\n  cpus: 2\n  per_kind: {train: {cpus: 8, time: \"12:00:00\"}}\n")
+        try f.write("experiments/e.yaml", "pipeline: ../pipelines/p.yaml\nexecutor:\n  cpus: 4\n  per_kind: {train: {mem: 16G}}\n")
+        let section = try SpecLoader.load(f.url("experiments/e.yaml")).executor
+        #expect(section.kind == "slurm")
+        var options = SlurmOptions(executable: "pdpipe", spec: "e.yaml")
+        for o in section.options { #expect(options.set(o) == nil) }
+        options.perKind = section.perKind
+        #expect(options.partition == "cpu" && options.cpus == 4)
+        let train = options.forKind("train"), sample = options.forKind("sample")
+        #expect(train.cpus == 8 && train.time == "12:00:00" && train.mem == "16G" && train.partition == "cpu")
+        #expect(sample.cpus == 4 && sample.time == nil && sample.mem == nil)
+
+        try f.write("experiments/bad.yaml", """
+            pipeline: ../pipelines/p.yaml
+            executor:
+              kind: kubernetes
+              cpus: two
+              per_kind: {trian: {time: 5}}
+              memm: 4G
+            """)
+        let e = errors(f, "experiments/bad.yaml")
+        #expect(e.contains("experiments/bad.yaml:3:9: executor kind must be local or slurm, got `kubernetes`"), "\(e)")
+        #expect(e.contains("experiments/bad.yaml:4:9: executor cpus: expected a positive integer, got `two`"), "\(e)")
+        #expect(e.contains("experiments/bad.yaml:5:14: executor per_kind: unknown stage kind `trian` (did you mean `train`?)"), "\(e)")
+        #expect(e.contains("experiments/bad.yaml:6:3: unknown executor key `memm` (did you mean `mem`?)"), "\(e)")
+    }
 }

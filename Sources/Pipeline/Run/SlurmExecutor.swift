@@ -20,6 +20,8 @@ public struct SlurmOptions: Sendable {
     public var spec: String
     public var overrides: [String] = []
     public var pollInterval = 0.25
+    /// Options (`KEY=VALUE`) per stage kind, applied over the others for that kind's jobs.
+    public var perKind: [String: [String]] = [:]
 
     public init(executable: String, spec: String, overrides: [String] = []) {
         (self.executable, self.spec, self.overrides) = (executable, spec, overrides)
@@ -41,6 +43,14 @@ public struct SlurmOptions: Sendable {
         default: return "unknown Slurm option `\(name)` (partition, account, time, cpus, mem, sbatch)"
         }
         return nil
+    }
+
+    /// The options of a job running a stage of `kind`.
+    public func forKind(_ kind: String) -> SlurmOptions {
+        var options = self
+        for option in perKind[kind] ?? [] { _ = options.set(option) }
+        options.perKind = [:]
+        return options
     }
 }
 
@@ -193,22 +203,23 @@ extension Runner {
                 base = JobTicket.Base(key: b.key, cellID: b.cellID, artifact: b.artifact, measurements: b.measurements, budget: b.budget)
             default: break
             }
+            let job = slurm.forKind(inst.kind.name)
             let ticket = JobTicket(spec: slurm.spec, overrides: slurm.overrides, cellID: inst.id, key: decided?.key.key,
                                    forced: Self.matches(inst, options.force), reason: reason, extending: base,
-                                   settled: ticketInputs, runID: runID, threads: slurm.cpus)
+                                   settled: ticketInputs, runID: runID, threads: job.cpus)
             let safe = inst.id.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" ? $0 : "_" }
             let ticketURL = ticketDir.appendingPathComponent("\(pending.count + lines.count)-\(String(safe)).json")
             try ticket.write(to: ticketURL, in: store)
             var args = ["--parsable", "--job-name", "pdpipe:" + inst.id, "--chdir", projectDirectory.path,
                         "--output", outDir.appendingPathComponent(String(safe) + ".%j.out").path,
-                        "--cpus-per-task", String(slurm.cpus), "--kill-on-invalid-dep=yes"]
-            if let p = slurm.partition { args += ["--partition", p] }
-            if let a = slurm.account { args += ["--account", a] }
-            if let t = slurm.time { args += ["--time", t] }
-            if let m = slurm.mem { args += ["--mem", m] }
+                        "--cpus-per-task", String(job.cpus), "--kill-on-invalid-dep=yes"]
+            if let p = job.partition { args += ["--partition", p] }
+            if let a = job.account { args += ["--account", a] }
+            if let t = job.time { args += ["--time", t] }
+            if let m = job.mem { args += ["--mem", m] }
             let parents = inst.inputs.values.sorted().compactMap { pending[$0]?.jobID }
             if !parents.isEmpty { args.append("--dependency=afterok:" + parents.joined(separator: ":")) }
-            args += slurm.extra
+            args += job.extra
             args += ["--wrap", [slurm.executable, "job", "--store", store.root.path, "--ticket", ticketURL.path]
                 .map(Self.shellQuoted).joined(separator: " ")]
             let jobID = String(try SlurmCLI.call("sbatch", args).split(separator: ";").first ?? "")
@@ -241,8 +252,20 @@ extension Runner {
             }
         }
 
+        // Jobs in flight, for `status` and `logs` in another shell.
+        var published: [ActiveJobs.Job] = []
+        func publishActive() {
+            let jobs = pending.values.filter { lines[$0.inst.id] == nil }
+                .map { ActiveJobs.Job(cell: $0.inst.id, job: $0.jobID, output: $0.output.path) }.sorted { $0.cell < $1.cell }
+            guard jobs != published else { return }
+            published = jobs
+            try? ActiveJobs(run: runID, jobs: jobs).write(store)
+        }
+        defer { ActiveJobs.remove(store, run: runID) }
+
         // Waiting: one squeue per poll; results recorded in dependency order as jobs finish.
         while !pending.isEmpty {
+            publishActive()
             if isCancelled() { interrupted = true }
             if interrupted {
                 let ids = pending.values.map(\.jobID)

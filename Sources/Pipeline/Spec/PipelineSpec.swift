@@ -49,6 +49,8 @@ public struct LoadedSpec: Sendable {
     public var fixedAxes: [MatrixAxis] = []
     /// Combinations of axis values the matrix leaves out.
     public var exclusions: [MatrixExclusion] = []
+    /// Where stale stages run: the project's `pdpipe.yaml` and the experiment's `executor:` merged.
+    public var executor = ExecutorSection()
     /// `report`/`tables` sections of the experiment, kept for the report command.
     public var report: ParamValue?
     public var tables: ParamValue?
@@ -58,7 +60,7 @@ public struct LoadedSpec: Sendable {
 
 enum SpecKeys {
     static let pipeline = ["description", "params", "stages"]
-    static let experiment = ["description", "pipeline", "params", "matrix", "report", "tables"]
+    static let experiment = ["description", "pipeline", "params", "matrix", "report", "tables", "executor"]
     static let stageReserved = ["kind", "needs", "description"]
     static let report = ["baseline", "sort_by", "descending"]
 }
@@ -160,6 +162,9 @@ public enum SpecLoader {
             report = top["report"]?.value
             tables = top["tables"]?.value
         }
+        let projectDirectory = projectRoot(for: file)
+        var executor = try ExecutorSection.project(at: projectDirectory, into: &diagnostics) ?? ExecutorSection()
+        if isExperiment, let e = top["executor"] { executor = ExecutorSection.parse(e, into: &diagnostics).merged(over: executor) }
 
         // Command-line overrides: `key=value` sets, `key=a,b` sweeps.
         var given: [String: String] = [:]
@@ -276,8 +281,8 @@ public enum SpecLoader {
 
         return LoadedSpec(
             file: file, pipelineFile: pipelineFile, experimentFile: isExperiment ? file : nil,
-            projectDirectory: projectRoot(for: file), params: params, stages: stages, matrix: matrix,
-            fixedAxes: fixedAxes, exclusions: exclusions, report: report, tables: tables)
+            projectDirectory: projectDirectory, params: params, stages: stages, matrix: matrix,
+            fixedAxes: fixedAxes, exclusions: exclusions, executor: executor, report: report, tables: tables)
     }
 
     /// `matrix: exclude:` — a list of maps of matrix axis -> value or list of values. A key that
