@@ -2,7 +2,7 @@
 public enum StageRegistry {
     public static let kinds: [any StageKind] = [
         ShellStage(), DatasetStage(), TrainStage(), SampleStage(),
-        FeatureNetStage(), RefStatsStage(), FIDStage(), TableStage(), DenoiseStage(),
+        FeatureNetStage(), RefStatsStage(), FIDStage(), TableStage(), DenoiseStage(), MemorizationStage(),
     ]
 
     public static func kind(named name: String) -> (any StageKind)? {
