@@ -33,7 +33,11 @@ extension ExperimentReport {
             body += HTMLPage.table(header: ["cell"] + differingParams,
                                    rows: cells.map { c in [c.label] + differingParams.map { c.params[$0]?.shortDescription ?? "" } })
         }
-        let curves = cells.filter { !$0.lossCurve.isEmpty }
+        // With curve tables (cells along an axis such as sample.at_kimg), one cell per curve, at
+        // its last point, stands for the rest in the loss chart, the bars and the grids.
+        let alongs = Set(tables.compactMap(\.along))
+        let shown = alongs.isEmpty ? cells : Self.lastAlong(cells, axes: alongs)
+        let curves = shown.filter { !$0.lossCurve.isEmpty }
         if !curves.isEmpty {
             body += "<h2>Training loss</h2>\n<div class=\"chart\">"
                 + SVGChart.lines(curves.map { ($0.label, $0.lossCurve, false) }, xLabel: "counted kimg", yLabel: "loss") + "</div>\n"
@@ -41,18 +45,35 @@ extension ExperimentReport {
         let fdColumns = Array(Set(cells.flatMap { frechet($0).map(\.column) })).sorted()
         if !fdColumns.isEmpty {
             body += "<h2>Fréchet distance</h2>\n"
+            if !alongs.isEmpty { body += "<p class=\"note\">At the last point along \(HTML.escape(alongs.sorted().joined(separator: ", "))); the curves above show the rest.</p>\n" }
             for col in fdColumns {
-                let bars = cells.compactMap { c in c.metrics[col].map { (c.label, $0) } }
+                let bars = shown.compactMap { c in c.metrics[col].map { (c.label, $0) } }
                 body += "<div class=\"chart\">" + SVGChart.bars(bars, yLabel: col) + "</div>\n"
             }
         }
-        let grids = cells.filter { $0.grid != nil }
+        let grids = shown.filter { $0.grid != nil }
         if !grids.isEmpty {
             body += "<h2>Samples</h2>\n<div class=\"grids\">\n"
             for c in grids { body += HTMLPage.figure(c.grid!, caption: c.label + (c.gridStage.map { " (\($0))" } ?? "")) }
             body += "</div>\n"
         }
         return HTMLPage.page(title: "Report: " + title, body: body)
+    }
+
+    /// The cells at the largest value of the `along` axes among the cells that agree on every other axis.
+    static func lastAlong(_ cells: [Cell], axes: Set<String>) -> [Cell] {
+        var best: [String: Cell] = [:]
+        var order: [String] = []
+        for c in cells {
+            let rest = c.assignment.filter { !axes.contains($0.key) }.map { "\($0.key)=\($0.value.shortDescription)" }.joined(separator: ",")
+            let position = c.assignment.filter { axes.contains($0.key) }.compactMap(\.value.doubleValue)
+            if let b = best[rest] {
+                let bp = b.assignment.filter { axes.contains($0.key) }.compactMap(\.value.doubleValue)
+                if position.lexicographicallyPrecedes(bp) || position == bp { continue }
+            } else { order.append(rest) }
+            best[rest] = c
+        }
+        return order.map { best[$0]! }
     }
 
     static func htmlTable(_ t: ResultTable) -> String {
