@@ -2,7 +2,7 @@
 public enum StageRegistry {
     public static let kinds: [any StageKind] = [
         ShellStage(), DatasetStage(), TrainStage(), SampleStage(),
-        FeatureNetStage(), RefStatsStage(), FIDStage(), TableStage(),
+        FeatureNetStage(), RefStatsStage(), FIDStage(), PatchStatsStage(), PatchFDStage(), TableStage(),
     ]
 
     public static func kind(named name: String) -> (any StageKind)? {
