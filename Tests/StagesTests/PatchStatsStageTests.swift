@@ -206,7 +206,7 @@ import Testing
         for s in [8, 16, 32] {
             let name = PatchFDStage.metricName(size: s, extractor: "random-cnn")
             let (a, b, c) = (try #require(itself[name]), try #require(near[name]), try #require(far[name]))
-            #expect(abs(a) < 1e-6 * b, "\(name): reference against itself \(a)")
+            #expect(abs(a) < 1e-4 * b, "\(name): reference against itself \(a)")
             #expect(b < c, "\(name): similar \(b), noise \(c)")
         }
     }
