@@ -2,7 +2,8 @@
 public enum StageRegistry {
     public static let kinds: [any StageKind] = [
         ShellStage(), DatasetStage(), TrainStage(), SampleStage(),
-        FeatureNetStage(), RefStatsStage(), FIDStage(), TableStage(), DenoiseStage(), MemorizationStage(),
+        FeatureNetStage(), RefStatsStage(), FIDStage(), PatchStatsStage(), PatchFDStage(), TableStage(),
+        DenoiseStage(), MemorizationStage(),
     ]
 
     public static func kind(named name: String) -> (any StageKind)? {

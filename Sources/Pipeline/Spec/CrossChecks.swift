@@ -36,6 +36,16 @@ extension Expansion {
                                               "stage `\(decl.name)`: \(p.message)"))
                 }
             }
+            // Patch sizes must fit the consumed data set's images: known here, from its `resolution`.
+            if let kind = inst.kind as? PatchStatsStage, let config = try? kind.decode(inst.fields) {
+                for upstreamID in inst.inputs.values.sorted() {
+                    guard let upstream = byID[upstreamID], upstream.kind is DatasetStage,
+                          let r = upstream.fields["resolution"]?.intValue,
+                          case .failure(let problem) = PatchStatsStage.sizes(config, resolution: r) else { continue }
+                    out.append(SpecDiagnostic(decl.fields["sizes"]?.location ?? decl.location,
+                        "stage `\(decl.name)` cannot cut patches from `\(upstream.stage)` (\(r)x\(r)): \(problem.message)\(where_)"))
+                }
+            }
             // A train stage reads a data set, a sample stage a trained model: a wrong or missing
             // input otherwise fails only when the stage runs, after everything upstream.
             if inst.kind is TrainStage || inst.kind is SampleStage {
