@@ -145,7 +145,7 @@ public final class Runner: Sendable {
                     state.running += 1
                     let job = Job(inst: inst, key: decided.key, decision: decided.decision, inputs: inputs, forced: forced,
                                   runID: runID, logDir: logDir, threads: threads)
-                    Thread.detachNewThread { [self] in
+                    Self.startWorker { [self] in
                         let done = self.execute(job, isCancelled: isCancelled, observe: observe)
                         state.lock.lock()
                         defer { state.lock.signal(); state.lock.unlock() }
@@ -210,6 +210,39 @@ public final class Runner: Sendable {
                                            onWait: { _ in }, isCancelled: { true }) else { continue }
             try? FileManager.default.removeItem(at: store.work.appendingPathComponent(key))
             lock.release()
+        }
+    }
+}
+
+extension Runner {
+    /// Runs `body` on a new thread and releases everything it captured before that thread ends.
+    ///
+    /// Not `Thread.detachNewThread(body)`: a Foundation `Thread` keeps its block until the Thread
+    /// object is destroyed by a thread-specific-data destructor at pthread exit, and that runs after
+    /// libdispatch's own TSD destructor (`_libdispatch_tsd_cleanup`), which frees the thread's
+    /// cache of dispatch continuations but leaves the cache pointer set. A worker that ran engine
+    /// stages has a full cache (`concurrentPerform` frees its continuations there); if the block
+    /// then held the last reference to the runner (the caller already returned, e.g. a test's
+    /// temporary `Runner`), its release there ran deinits that may use dispatch (such as the
+    /// store's GRDB pool, which closes its connections with `DispatchQueue.sync`), and libdispatch
+    /// handed out the freed continuations again: "double free or corruption", "malloc(): unaligned
+    /// fastbin chunk detected", or under ASan "attempting double-free ... in _dispatch_worker_thread".
+    static func startWorker(_ body: @escaping @Sendable () -> Void) {
+        let once = OneShot(body)
+        Thread.detachNewThread { once.run() }
+    }
+
+    /// A closure that is run once and dropped right after, so its captures die with the call.
+    final class OneShot: @unchecked Sendable {
+        private let lock = NSLock()
+        private var body: (@Sendable () -> Void)?
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+        func run() {
+            lock.lock()
+            let taken = body
+            body = nil
+            lock.unlock()
+            taken?()
         }
     }
 }
