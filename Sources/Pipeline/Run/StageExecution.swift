@@ -173,14 +173,14 @@ extension Runner {
 
     /// Where a computation ran: recorded with its measurements, never hashed.
     static func environment(threads: ThreadBudget) -> [String: String] {
-        ["host": hostName, "threads": String(threads.perStage),
-         "engine_threads": String(threads.total), "pdpipe": pdpipeVersion]
+        ["host": hostName, "threads": String(threads.perStage), "engine_threads": String(threads.total),
+         "pdpipe": pdpipeVersion, "backend": EngineInfo.backend, "cpu": EngineInfo.cpuModel]
     }
 }
 
 extension Runner {
-    /// Read once with gethostname(2): Foundation's `ProcessInfo.hostName` is not safe to call from
-    /// several worker threads at once (concurrent calls corrupted the heap in the test suite).
+    /// Read once with gethostname(2) rather than Foundation's `ProcessInfo.hostName` (which
+    /// resolves the name anew on every call, from several worker threads at once).
     static let hostName: String = {
         var buffer = [CChar](repeating: 0, count: 256)
         guard gethostname(&buffer, buffer.count - 1) == 0 else { return "unknown" }
