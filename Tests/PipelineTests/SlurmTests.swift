@@ -298,6 +298,44 @@ struct SlurmTests {
         #expect(bad.err.contains("pdpipe.yaml:1:55: unknown executor key `cpu` (did you mean `cpus`?)"), "\(bad.err)")
     }
 
+    /// A training job requeued mid-run (as preemption does) stops at a checkpoint, runs again,
+    /// resumes from it and ends with the bytes of an uninterrupted local run.
+    @Test func aRequeuedTrainingJobResumesFromItsCheckpoint() throws {
+        let slurm = try LocalSlurm()
+        let pipeline = """
+            stages:
+              data: {kind: dataset, source: fashion-mnist, resolution: 16, max_images: 100}
+              train: {kind: train, needs: [data], real_p: 1, model_channels: 16, channel_mult: [1, 2], num_blocks: 1,
+                      attention_levels: [], batch: 16, kimg: 1.5, lr_rampup_kimg: 0.1, ema_kimg: 0.1,
+                      checkpoint_kimg: 0.05, tick_kimg: 0.05}
+            """
+        let (onSlurm, local) = (try Fixture(), try Fixture())
+        for f in [onSlurm, local] { try f.write("pipelines/t.yaml", pipeline) }
+        let threads = RunOptions().threads
+        let driver = try slurm.start(["run", "pipelines/t.yaml", "--executor", "slurm", "--slurm-option", "cpus=\(threads)"], in: onSlurm.dir)
+        // Requeue the train job once it has logged a few ticks (so a checkpoint exists).
+        let deadline = Date().addingTimeInterval(120)
+        var requeued = ""
+        while requeued.isEmpty && Date() < deadline {
+            for file in LogsCommandOutputs.files(onSlurm) where file.lastPathComponent.hasPrefix("train.") {
+                let text = (try? String(contentsOf: file, encoding: .utf8)) ?? ""
+                if text.components(separatedBy: "train: kimg").count > 3 {
+                    requeued = String(file.lastPathComponent.split(separator: ".")[1])
+                    _ = try slurm.tool("scontrol", ["requeue", requeued])
+                }
+            }
+            usleep(100_000)
+        }
+        #expect(!requeued.isEmpty, "the train job never logged three ticks")
+        let result = CLITests.finish(driver)
+        #expect(result.status == 0, "\(result.out)\n\(result.err)")
+        let output = try String(contentsOf: try #require(LogsCommandOutputs.files(onSlurm).first { $0.lastPathComponent.hasPrefix("train.") }),
+                                encoding: .utf8)
+        #expect(output.contains("train: resumed from the checkpoint at step"), "\(output)")
+        #expect(try CLITests.pdpipe(["run", "pipelines/t.yaml"], in: local.dir).status == 0)
+        #expect(try Self.digests(onSlurm, "pipelines/t.yaml")["train"] == (try Self.digests(local, "pipelines/t.yaml"))["train"])
+    }
+
     @Test func aTinyTrainSampleFidSweepAsJobsEqualsTheLocalRun() throws {
         let slurm = try LocalSlurm()
         let pipeline = """
@@ -348,5 +386,17 @@ struct SlurmTests {
         #expect(try f.takeExecutions() == Fixture.allScenarioCells)
         #expect(try f.plan("experiments/sweep.yaml").values.allSatisfy { $0 == .upToDate })
         #expect(try f.runner("experiments/sweep.yaml").store.integrityCheck() == "ok")
+    }
+}
+
+/// The Slurm job output files of a fixture's store (every run).
+enum LogsCommandOutputs {
+    static func files(_ f: Fixture) -> [URL] {
+        let out = f.storeURL.appendingPathComponent("jobs/out")
+        let runs = (try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? []
+        return runs.flatMap { run in
+            ((try? FileManager.default.contentsOfDirectory(atPath: out.appendingPathComponent(run).path)) ?? []).sorted()
+                .map { out.appendingPathComponent(run).appendingPathComponent($0) }
+        }
     }
 }

@@ -14,6 +14,9 @@ public struct SlurmOptions: Sendable {
     public var mem: String?
     /// More sbatch arguments, passed as they are.
     public var extra: [String] = []
+    /// Times a job that hit its time limit, was preempted or lost its node is submitted again; the
+    /// new job resumes a training from the checkpoint the old one left in the store.
+    public var retries = 2
     /// The `pdpipe` executable the jobs run (on the shared file system).
     public var executable: String
     /// The spec file and overrides the jobs re-expand.
@@ -40,7 +43,10 @@ public struct SlurmOptions: Sendable {
             guard let n = Int(value), n >= 1 else { return "cpus: expected a positive integer, got `\(value)`" }
             cpus = n
         case "sbatch": extra += value.split(separator: " ").map(String.init)
-        default: return "unknown Slurm option `\(name)` (partition, account, time, cpus, mem, sbatch)"
+        case "retries":
+            guard let n = Int(value), (0...100).contains(n) else { return "retries: expected an integer from 0 to 100, got `\(value)`" }
+            retries = n
+        default: return "unknown Slurm option `\(name)` (partition, account, time, cpus, mem, sbatch, retries)"
         }
         return nil
     }
@@ -102,6 +108,8 @@ struct SlurmCLI {
 
     static let terminal: Set<String> = ["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
                                         "BOOT_FAIL", "DEADLINE", "PREEMPTED", "SPECIAL_EXIT", "REVOKED"]
+    /// Ends that are not the stage's fault: worth submitting again.
+    static let retryable: Set<String> = ["TIMEOUT", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL"]
 }
 
 extension Runner {
@@ -114,6 +122,9 @@ extension Runner {
         var output: URL
         /// When the driver gave up on it (a failed upstream or decision): cancelled if Slurm has not.
         var doomedSince: Date?
+        /// The sbatch arguments (without the dependency), to submit it again; and how often it was.
+        var arguments: [String] = []
+        var attempts = 1
     }
 
     /// `run` with every stale stage submitted as one Slurm job. This process (the driver) decides with
@@ -217,16 +228,15 @@ extension Runner {
             if let a = job.account { args += ["--account", a] }
             if let t = job.time { args += ["--time", t] }
             if let m = job.mem { args += ["--mem", m] }
-            let parents = inst.inputs.values.sorted().compactMap { pending[$0]?.jobID }
-            if !parents.isEmpty { args.append("--dependency=afterok:" + parents.joined(separator: ":")) }
             args += job.extra
             args += ["--wrap", [slurm.executable, "job", "--store", store.root.path, "--ticket", ticketURL.path]
                 .map(Self.shellQuoted).joined(separator: " ")]
-            let jobID = String(try SlurmCLI.call("sbatch", args).split(separator: ";").first ?? "")
-                .trimmingCharacters(in: .whitespacesAndNewlines)
-            guard !jobID.isEmpty else { throw SlurmCLI.Failure(description: "sbatch printed no job id") }
+            var withDependency = args
+            let parents = inst.inputs.values.sorted().compactMap { pending[$0]?.jobID }
+            if !parents.isEmpty { withDependency.insert("--dependency=afterok:" + parents.joined(separator: ":"), at: 0) }
+            let jobID = try Self.sbatch(withDependency)
             pending[inst.id] = Submitted(jobID: jobID, inst: inst, key: decided?.key.key,
-                                         output: outDir.appendingPathComponent("\(String(safe)).\(jobID).out"))
+                                         output: outDir.appendingPathComponent("\(String(safe)).\(jobID).out"), arguments: args)
             observe(.started(id: inst.id, action: decided?.decision.action ?? .run, reason: "\(reason); Slurm job \(jobID)"))
         }
 
@@ -331,6 +341,21 @@ extension Runner {
                 }
                 guard finished else { continue }
                 progressed = true
+                if let state, SlurmCLI.retryable.contains(state), s.attempts <= slurm.forKind(inst.kind.name).retries, !s.arguments.isEmpty {
+                    // Its parents have finished: no dependency. The new job finds the old one's checkpoint.
+                    do {
+                        let jobID = try Self.sbatch(s.arguments)
+                        observe(.warning("\(inst.id): Slurm job \(s.jobID) ended \(state); submitted again as job \(jobID)"))
+                        s.output = s.output.deletingLastPathComponent()
+                            .appendingPathComponent(s.output.lastPathComponent.replacingOccurrences(of: ".\(s.jobID).out", with: ".\(jobID).out"))
+                        s.jobID = jobID
+                        s.attempts += 1
+                        pending[inst.id] = s
+                        continue
+                    } catch {
+                        observe(.warning("\(inst.id): cannot submit it again: \(error)"))
+                    }
+                }
                 pending[inst.id] = nil
                 if state == "COMPLETED" || state == nil, let key = s.key, try adopt(inst, key: key, reason: "Slurm job \(s.jobID)") {
                     continue
@@ -362,6 +387,14 @@ extension Runner {
             .split(separator: "\n").last(where: { !$0.trimmingCharacters(in: .whitespaces).isEmpty })
         if let last { reason += ": " + last }
         return reason + " [output \(output.path)]"
+    }
+
+    /// Submits; the job id.
+    static func sbatch(_ args: [String]) throws -> String {
+        let jobID = String(try SlurmCLI.call("sbatch", args).split(separator: ";").first ?? "")
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !jobID.isEmpty else { throw SlurmCLI.Failure(description: "sbatch printed no job id") }
+        return jobID
     }
 
     static func shellQuoted(_ s: String) -> String {

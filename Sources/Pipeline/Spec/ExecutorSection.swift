@@ -27,7 +27,7 @@ public struct ExecutorSection: Sendable, Equatable {
     public init() {}
 
     public static let fileName = "pdpipe.yaml"
-    static let optionKeys = ["partition", "account", "time", "cpus", "mem", "sbatch"]
+    static let optionKeys = ["partition", "account", "time", "cpus", "mem", "sbatch", "retries"]
     static let keys = ["kind"] + optionKeys + ["per_kind"]
 
     /// Reads a section; problems are located at the offending key or value.
