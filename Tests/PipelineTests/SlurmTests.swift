@@ -336,6 +336,41 @@ struct SlurmTests {
         #expect(try Self.digests(onSlurm, "pipelines/t.yaml")["train"] == (try Self.digests(local, "pipelines/t.yaml"))["train"])
     }
 
+    /// A training longer than its job's time limit: Slurm kills it (TIMEOUT) after it checkpoints,
+    /// the driver submits it again, and the new job resumes and finishes with an uninterrupted run's bytes.
+    @Test func aTimedOutTrainingIsSubmittedAgainAndResumes() throws {
+        let slurm = try LocalSlurm()
+        let pipeline = """
+            params:
+              train: {kimg: 0.5}
+            stages:
+              data: {kind: dataset, source: fashion-mnist, resolution: 16, max_images: 100}
+              train: {kind: train, needs: [data], real_p: 1, model_channels: 32, channel_mult: [1, 2], num_blocks: 1,
+                      attention_levels: [], batch: 16, kimg: "${train.kimg}", lr_rampup_kimg: 0.1, ema_kimg: 0.1,
+                      checkpoint_kimg: 0.1, tick_kimg: 0.5}
+            """
+        let (calibration, onSlurm, local) = (try Fixture(), try Fixture(), try Fixture())
+        for f in [calibration, onSlurm, local] { try f.write("pipelines/t.yaml", pipeline) }
+        // The training must outlast the 1-minute limit on any machine: size it to ~90 s from a short run here.
+        #expect(try CLITests.pdpipe(["run", "pipelines/t.yaml"], in: calibration.dir).status == 0)
+        let runner = try calibration.runner("pipelines/t.yaml")
+        let seconds = try #require(try runner.store.result(forKey: try runner.store.currentKeys(scope: runner.scope)["train"] ?? "")?
+            .measurements["wall_seconds"])
+        let kimg = String(format: "%.1f", min(100, max(1, (90 / (seconds / 0.5) * 10).rounded(.up) / 10)))
+        let threads = RunOptions().threads
+        let run = try slurm.pdpipe(["run", "pipelines/t.yaml", "-S", "train.kimg=\(kimg)", "--executor", "slurm",
+                                    "--slurm-option", "cpus=\(threads)", "--slurm-option", "time=1", "--slurm-option", "retries=5"],
+                                   in: onSlurm.dir)
+        #expect(run.status == 0, "\(run.out)\n\(run.err)")
+        #expect((run.out + run.err).contains("ended TIMEOUT; submitted again as job"), "\(run.out)\n\(run.err)")
+        let outputs = LogsCommandOutputs.files(onSlurm).filter { $0.lastPathComponent.hasPrefix("train.") }
+        #expect(outputs.count >= 2)
+        let resumed = try outputs.contains { try String(contentsOf: $0, encoding: .utf8).contains("train: resumed from the checkpoint at step") }
+        #expect(resumed)
+        #expect(try CLITests.pdpipe(["run", "pipelines/t.yaml", "-S", "train.kimg=\(kimg)"], in: local.dir).status == 0)
+        #expect(try Self.digests(onSlurm, "pipelines/t.yaml")["train"] == (try Self.digests(local, "pipelines/t.yaml"))["train"])
+    }
+
     @Test func aTinyTrainSampleFidSweepAsJobsEqualsTheLocalRun() throws {
         let slurm = try LocalSlurm()
         let pipeline = """
