@@ -14,8 +14,13 @@ public struct ResultTable: Codable, Sendable, Equatable {
         /// `values` may hold NaN for a curve that never reached its target: the statistics are
         /// over the others, and nil when none reached it.
         public init?(reaching values: [Double]) {
+            guard !values.isEmpty else { return nil }
             let reached = values.filter { !$0.isNaN }
-            guard !reached.isEmpty else { return nil }
+            guard !reached.isEmpty else {
+                self.init([.nan])
+                (self.values, std, unreached) = (values, nil, values.count)
+                return
+            }
             self.init(reached)
             self.values = values
             if reached.count < values.count { unreached = values.count - reached.count }
@@ -87,6 +92,7 @@ public struct ResultTable: Codable, Sendable, Equatable {
     /// `mean ± std` (or the value of a single cell).
     public func cellText(_ s: Stat?) -> String {
         guard let s else { return "" }
+        if let u = s.unreached, u == s.values.count { return "not reached" + (u > 1 ? " (0 of \(u))" : "") }
         let m = Self.format(s.mean, precision: precision)
         let reached = s.unreached.map { " (\(s.values.count - $0) of \(s.values.count) reached)" } ?? ""
         guard let std = s.std else { return m + reached }
@@ -104,8 +110,10 @@ public struct ResultTable: Codable, Sendable, Equatable {
         out += MarkdownTable.render(header: header, rows: textRows, numericFrom: rowHeaders.count)
         var notes: [String] = []
         if !aggregateOver.isEmpty {
-            let n = rows.map(\.cells.count).max() ?? 0
-            notes.append("mean ± std (n - 1) over \(aggregateOver.joined(separator: ", ")) (\(n) cells per row)")
+            // With `along`, a row's cells are points of its curves: count the curves.
+            let n = along == nil ? rows.map(\.cells.count).max() ?? 0
+                : rows.flatMap { $0.values.compactMap { $0?.values.count } }.max() ?? 0
+            notes.append("mean ± std (n - 1) over \(aggregateOver.joined(separator: ", ")) (\(n) \(along == nil ? "cells" : "curves") per row)")
         }
         if !baseline.isEmpty { notes.append("baseline: " + baseline.joined(separator: ", ")) }
         if let along { notes.append("values at the last point along \(along); reach(...): interpolated where each curve first reaches the target") }

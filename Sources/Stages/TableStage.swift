@@ -43,7 +43,8 @@ import Foundation
 public struct TableStage: GatheringKind {
     public init() {}
     public var name: String { "table" }
-    public var version: Int { 1 }
+    // 2: curves (`along`), and reach(...) columns no curve reached are kept as "not reached".
+    public var version: Int { 2 }
 
     public struct Config: StageConfig, Equatable {
         public var title = ""
