@@ -61,14 +61,19 @@ public enum SVGChart {
             let color = palette[i % palette.count]
             out += "<polyline class=\"series\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.5\"\(line.dashed ? " stroke-dasharray=\"5 3\"" : "") points=\"\(points(line.points, s))\"><title>\(HTML.escape(line.label))</title></polyline>"
         }
-        out += "<g font-size=\"11\" font-family=\"sans-serif\">"
-        for (i, line) in series.enumerated() {
+        return out + legend(series.map { ($0.label, $0.dashed) }) + "</svg>"
+    }
+
+    /// The series' labels in the top right, each beside a stroke of its colour.
+    static func legend(_ entries: [(label: String, dashed: Bool)]) -> String {
+        var out = "<g font-size=\"11\" font-family=\"sans-serif\">"
+        for (i, entry) in entries.enumerated() {
             let y = top + 12 + Double(i) * 14
             let color = palette[i % palette.count]
-            out += "<line x1=\"\(n(width - right - 150))\" y1=\"\(n(y - 4))\" x2=\"\(n(width - right - 132))\" y2=\"\(n(y - 4))\" stroke=\"\(color)\" stroke-width=\"2\"\(line.dashed ? " stroke-dasharray=\"5 3\"" : "") />"
-            out += "<text x=\"\(n(width - right - 128))\" y=\"\(n(y))\">\(HTML.escape(line.label))</text>"
+            out += "<line x1=\"\(n(width - right - 150))\" y1=\"\(n(y - 4))\" x2=\"\(n(width - right - 132))\" y2=\"\(n(y - 4))\" stroke=\"\(color)\" stroke-width=\"2\"\(entry.dashed ? " stroke-dasharray=\"5 3\"" : "") />"
+            out += "<text x=\"\(n(width - right - 128))\" y=\"\(n(y))\">\(HTML.escape(entry.label))</text>"
         }
-        return out + "</g></svg>"
+        return out + "</g>"
     }
 
     /// One line per series through its means, with a shaded band from `low` to `high` (mean ± std
@@ -87,14 +92,7 @@ public enum SVGChart {
                 out += "<circle cx=\"\(n(s.x(p.x)))\" cy=\"\(n(s.y(p.mean)))\" r=\"2.2\" fill=\"\(color)\"><title>\(HTML.escape(line.label)): \(HTML.escape(ResultTableFormat.short(p.x))), \(HTML.escape(ResultTableFormat.short(p.mean)))</title></circle>"
             }
         }
-        out += "<g font-size=\"11\" font-family=\"sans-serif\">"
-        for (i, line) in series.enumerated() {
-            let y = top + 12 + Double(i) * 14
-            let color = palette[i % palette.count]
-            out += "<line x1=\"\(n(width - right - 150))\" y1=\"\(n(y - 4))\" x2=\"\(n(width - right - 132))\" y2=\"\(n(y - 4))\" stroke=\"\(color)\" stroke-width=\"2\" />"
-            out += "<text x=\"\(n(width - right - 128))\" y=\"\(n(y))\">\(HTML.escape(line.label))</text>"
-        }
-        return out + "</g></svg>"
+        return out + legend(series.map { ($0.label, false) }) + "</svg>"
     }
 
     /// Bars from zero, one per labelled value.
