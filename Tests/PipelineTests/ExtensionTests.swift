@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import GRDB
 @testable import Pipeline
 
 /// Training longer continues a recorded shorter run instead of starting over, and ends with the
@@ -112,5 +113,46 @@ import Testing
         // The final weights did change: their sample is computed.
         let final = try f.run("pipelines/p.yaml", overrides: ["train.kimg=0.045"], jobs: 1)
         #expect(final.lines.first { $0.id == "sample" }?.action == .run)
+    }
+
+    /// A YAML `kimg: 40` reaches the field as 40.0 and the param as 40: both leave the lineage, so
+    /// runs of 40 and 80 whole kimg share it (they did not before v4, and 80 retrained from zero).
+    @Test func wholeNumberBudgetsShareALineage() throws {
+        func components(_ kimg: Int) -> [String: String] {
+            ["kind": "\"train\"", "field.kimg": "\(Double(kimg))", "param.train.kimg": "\(kimg)", "param.train.lr": "0.002",
+             "field.seed": "0"]
+        }
+        let short = StageKey(components: components(40), budgetField: "kimg")
+        let long = StageKey(components: components(80), budgetField: "kimg")
+        #expect(short.budget == 40 && long.budget == 80)
+        #expect(short.lineage != nil && short.lineage == long.lineage)
+        #expect(short.key != long.key)
+        // Any other change still separates lineages.
+        var other = components(80); other["param.train.lr"] = "0.001"
+        #expect(StageKey(components: other, budgetField: "kimg").lineage != short.lineage)
+    }
+
+    /// Stores written before v4 recorded the old lineage; opening one repairs it from the stored
+    /// components, and leaves the key alone.
+    @Test func openingAnOlderStoreRepairsItsLineages() throws {
+        let f = try Fixture()
+        let root = f.storeURL
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        let components = ["kind": "\"train\"", "field.kimg": "40.0", "param.train.kimg": "40", "field.seed": "0"]
+        let queue = try DatabaseQueue(path: root.appendingPathComponent("pdpipe.sqlite").path)
+        try Store.migrator.migrate(queue, upTo: "v3-run-owner")
+        try queue.write { db in
+            try db.execute(sql: """
+                INSERT INTO results (key, stage, cell_id, artifact, metrics, components, seconds, run_id, created_at, lineage, budget)
+                VALUES ('k40', 'train', 'train', 'abc', '{}', ?, 1, 'r', 0, 'old-rule', 40)
+                """, arguments: [String(decoding: try JSONEncoder().encode(components), as: UTF8.self)])
+        }
+        try queue.close()
+        let store = try Store(root: root)
+        let repaired = try #require(try store.result(forKey: "k40"))
+        let expected = StageKey(components: components, budgetField: "kimg")
+        #expect(repaired.lineage == expected.lineage && repaired.budget == 40 && repaired.key == "k40")
+        var longer = components; longer["field.kimg"] = "80.0"; longer["param.train.kimg"] = "80"
+        #expect(StageKey(components: longer, budgetField: "kimg").lineage == repaired.lineage)
     }
 }

@@ -21,13 +21,20 @@ public struct StageKey: Sendable {
     public init(components: [String: String], budgetField: String? = nil) {
         self.components = components
         key = Self.hash(components)
-        if let field = budgetField, let text = components["field." + field], let value = Double(text) {
-            // The field and the params that set it (`param.train.kimg` for `kimg: ${train.kimg}` or
-            // an implicit `train.kimg`): a param read by this stage with the budget's value is its
-            // source. (A coincidence makes lineages differ, so it only costs an extension.)
-            lineage = Self.hash(components.filter { $0.key != "field." + field && !($0.key.hasPrefix("param.") && $0.value == text) })
-            budget = value
+        if let field = budgetField, let (lineage, budget) = Self.lineage(of: components, budgetField: field) {
+            (self.lineage, self.budget) = (lineage, budget)
         }
+    }
+
+    /// The lineage and budget of a key's components: the hash without the budget field and the
+    /// params that set it (`param.train.kimg` for `kimg: ${train.kimg}` or an implicit
+    /// `train.kimg`). A param read by this stage whose value equals the budget's is its source;
+    /// values compare as numbers, since a YAML `80` reaches the field as the Double 80.0. (A
+    /// coincidence makes lineages differ, so it only costs an extension.)
+    static func lineage(of components: [String: String], budgetField field: String) -> (lineage: String, budget: Double)? {
+        guard let value = components["field." + field].flatMap(Double.init) else { return nil }
+        let rest = components.filter { $0.key != "field." + field && !($0.key.hasPrefix("param.") && Double($0.value) == value) }
+        return (hash(rest), value)
     }
 
     static func hash(_ components: [String: String]) -> String {

@@ -126,6 +126,7 @@ public final class Store: Sendable {
                 """)
         }
         registerHygieneMigrations(&m)
+        registerLineageRepair(&m)
         return m
     }
 
