@@ -144,7 +144,7 @@ final class Console: @unchecked Sendable {
     /// Progress lines on screen (running stages, in start order) and how many are drawn.
     private var bars: [(id: String, text: String)] = []
     private var drawn = 0
-    private var started: [String: Date] = [:]
+    private var estimates: [String: ProgressEstimate] = [:]
     private var lastPlainProgress: [String: Double] = [:]
 
     init(verbose: Bool) { self.verbose = verbose }
@@ -153,7 +153,6 @@ final class Console: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         switch event {
         case .started(let id, let action, let reason):
-            started[id] = Date()
             say("\(action.rawValue) \(id) (\(reason))")
         case .done(let line):
             bars.removeAll { $0.id == line.id }
@@ -169,8 +168,9 @@ final class Console: @unchecked Sendable {
         case .progress(let id, let done, let total, let unit, let detail):
             let fraction = total > 0 ? min(1, max(0, done / total)) : 0
             var eta = ""
-            if let t0 = started[id], fraction > 0.001 {
-                let left = Date().timeIntervalSince(t0) * (1 - fraction) / fraction
+            let estimate = estimates[id] ?? ProgressEstimate(start: Date(), doneAtStart: done)
+            estimates[id] = estimate
+            if let left = estimate.secondsLeft(done: done, total: total) {
                 eta = " ETA " + (left >= 60 ? "\(Int(left / 60))m\(Int(left) % 60)s" : "\(Int(left))s")
             }
             let text = "\(id) \(Self.count(done))/\(Self.count(total)) \(unit) \(detail)\(eta)"

@@ -337,3 +337,18 @@ extension UsabilityTests {
         #expect(try CLI.runTool("/bin/bash", [root.appendingPathComponent("scripts/install").path, "--bogus"]) == 2)
     }
 }
+
+/// The ETA of a stage that starts part-way (an extension from 40 of 80 kimg) comes from the rate of
+/// this process's work, not from the recorded part.
+@Suite struct ProgressEstimateTests {
+    @Test func anExtensionsETACountsOnlyItsOwnProgress() {
+        let t0 = Date(timeIntervalSince1970: 1000)
+        let estimate = ProgressEstimate(start: t0, doneAtStart: 40)
+        #expect(estimate.secondsLeft(done: 40, total: 80, now: t0) == nil)
+        // 1 kimg in 10 s, 39 left: 390 s (counting the recorded 40 would say ~9.5 s).
+        let left = estimate.secondsLeft(done: 41, total: 80, now: t0.addingTimeInterval(10))
+        #expect(abs((left ?? 0) - 390) < 1e-9)
+        #expect(ProgressEstimate(start: t0, doneAtStart: 0).secondsLeft(done: 20, total: 80, now: t0.addingTimeInterval(10)) == 30)
+        #expect(estimate.secondsLeft(done: 80, total: 80, now: t0.addingTimeInterval(400)) == 0)
+    }
+}
