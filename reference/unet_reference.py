@@ -10,6 +10,8 @@ Modes:
                    with this implementation in float32 and float64; prints a report, exit 1 on failure.
   bench            time a training step (forward + backward + Adam) and a sampling forward of the
                    benchmark config; prints one JSON line (used by `pdpipe-bench diffusion`).
+                   With --profile: the loss-and-gradients pass and the forward split into conv,
+                   matmul, GroupNorm and the rest, plus Adam (used by `pdpipe-bench step-breakdown`).
 Without torch the script prints a notice and exits 0 (skipped).
 """
 import argparse
@@ -208,10 +210,11 @@ def crosscheck(directory):
 
 # ----------------------------------------------------------------------------- benchmark
 
-def bench(threads, batch, runs, model_channels, resolution, sample_batch):
+def bench_setup(threads, batch, model_channels, num_blocks, resolution, sample_batch):
+    """The benchmark network, optimizer and inputs: (P, st, opt, loss_and_grads, forward)."""
     torch.set_num_threads(threads)
     cfg = {"imageChannels": 3, "coordinates": True, "modelChannels": model_channels, "channelMult": [1, 2, 2],
-           "numBlocks": 2, "attentionLevels": [1]}
+           "numBlocks": num_blocks, "attentionLevels": [1]}
     st = Structure(cfg)
     g = torch.Generator().manual_seed(0)
     P = {}
@@ -256,21 +259,10 @@ def bench(threads, batch, runs, model_channels, resolution, sample_batch):
     sig = torch.exp(torch.randn(batch, generator=g) * 1.2 - 1.2)
     noisy = clean + sig[:, None, None, None] * torch.randn(clean.shape, generator=g)
 
-    def step():
+    def loss_and_grads():
         opt.zero_grad(set_to_none=True)
         edm_loss(P, st, clean, noisy, sig, coords).backward()
-        opt.step()
 
-    def timed(fn):
-        fn()
-        ts = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
-        return sorted(ts)[len(ts) // 2], ts
-
-    step_s, step_all = timed(step)
     xs = torch.randn(sample_batch, 5, resolution, resolution, generator=g)
     cn = torch.full((sample_batch,), 0.1)
 
@@ -278,10 +270,67 @@ def bench(threads, batch, runs, model_channels, resolution, sample_batch):
         with torch.no_grad():
             unet(xs, cn, P, st)
 
-    fwd_s, fwd_all = timed(fwd)
+    return P, st, opt, loss_and_grads, fwd
+
+
+def timed(fn, runs):
+    """Median and all wall seconds of `runs` calls of fn after one warm-up call."""
+    fn()
+    ts = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return sorted(ts)[len(ts) // 2], ts
+
+
+def bench(threads, batch, runs, model_channels, num_blocks, resolution, sample_batch):
+    P, st, opt, loss_and_grads, fwd = bench_setup(threads, batch, model_channels, num_blocks, resolution, sample_batch)
+
+    def step():
+        loss_and_grads()
+        opt.step()
+
+    step_s, step_all = timed(step, runs)
+    fwd_s, fwd_all = timed(fwd, runs)
     print(json.dumps({"torch": torch.__version__, "threads": threads, "step_ms": step_s * 1e3, "step_runs_ms": [t * 1e3 for t in step_all],
                       "forward_ms": fwd_s * 1e3, "forward_runs_ms": [t * 1e3 for t in fwd_all],
                       "parameters": sum(p.numel() for p in P.values())}))
+
+
+def op_category(name):
+    """The breakdown's category of a profiler op (forward ops and their autograd nodes alike)."""
+    n = name.lower().replace("aten::", "").replace("_", "")
+    if "conv" in n:
+        return "conv"
+    if "groupnorm" in n:
+        return "GroupNorm"
+    if n.removesuffix("backward0") in ("mm", "bmm", "addmm", "baddbmm", "matmul", "linear"):
+        return "matmul"
+    return "rest"
+
+
+def breakdown(fn, runs):
+    """Wall ms of fn (median, unprofiled) split by the categories' shares of profiled self time
+    (the profiler's own overhead falls mostly on small ops, so shares, not its times, are used)."""
+    total, _ = timed(fn, runs)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(runs):
+            fn()
+    parts = {"conv": 0.0, "matmul": 0.0, "GroupNorm": 0.0, "rest": 0.0}
+    for e in prof.key_averages():
+        parts[op_category(e.key)] += e.self_cpu_time_total
+    whole = sum(parts.values()) or 1.0
+    return {"total_ms": total * 1e3, "parts_ms": {k: total * 1e3 * v / whole for k, v in parts.items()}}
+
+
+def profile(threads, batch, runs, model_channels, num_blocks, resolution, sample_batch):
+    P, st, opt, loss_and_grads, fwd = bench_setup(threads, batch, model_channels, num_blocks, resolution, sample_batch)
+    step = breakdown(loss_and_grads, runs)
+    loss_and_grads()
+    step["optimizer_ms"] = timed(opt.step, runs)[0] * 1e3
+    print(json.dumps({"torch": torch.__version__, "threads": threads, "loss_and_grads": step,
+                      "forward": breakdown(fwd, runs)}))
 
 
 if __name__ == "__main__":
@@ -296,7 +345,11 @@ if __name__ == "__main__":
     b.add_argument("--runs", type=int, default=5)
     b.add_argument("--model-channels", type=int, default=64)
     b.add_argument("--resolution", type=int, default=32)
+    b.add_argument("--num-blocks", type=int, default=2)
+    b.add_argument("--profile", action="store_true",
+                   help="split the step and the forward into conv, matmul, GroupNorm and the rest (torch.profiler)")
     a = ap.parse_args()
     if a.mode == "crosscheck":
         sys.exit(0 if crosscheck(a.directory) else 1)
-    bench(a.threads, a.batch, a.runs, a.model_channels, a.resolution, a.sample_batch)
+    run = profile if a.profile else bench
+    run(a.threads, a.batch, a.runs, a.model_channels, a.num_blocks, a.resolution, a.sample_batch)

@@ -1,4 +1,5 @@
 import Engine
+import Foundation
 
 /// The training loop the benchmarks time and measure: a SongUNet on random uint8 images
 /// (throughput does not depend on content), EDM loss, Adam and EMA.
@@ -25,13 +26,22 @@ final class BenchTraining {
     }
 
     /// One optimiser step on a round of patch size s: load m(s) B crops, loss + backward, Adam, EMA.
-    func step(size s: Int) {
+    func step(size s: Int) { _ = timedStep(size: s) }
+
+    /// `step`, with the wall seconds of its three phases.
+    func timedStep(size s: Int) -> (data: Double, lossAndGradients: Double, optimizer: Double) {
+        let t0 = DispatchTime.now().uptimeNanoseconds
         let n = patches.multiplier(forSize: s) * batch
         let idx = (0..<n).map { _ in rng.integer(upTo: images.count - 1) }
         let offs = (0..<n).map { _ in patches.drawOffset(size: s, using: &rng) }
+        let round = PatchBatch(source: images, indices: idx, size: s, offsets: offs)
+        let t1 = DispatchTime.now().uptimeNanoseconds
         net.zeroGrad()
-        _ = loss.forwardBackward(net, batch: PatchBatch(source: images, indices: idx, size: s, offsets: offs), using: &rng)
+        _ = loss.forwardBackward(net, batch: round, using: &rng)
+        let t2 = DispatchTime.now().uptimeNanoseconds
         adam.step(lr: 1e-4)
         ema.update(from: net.parameters, beta: 0.999)
+        let t3 = DispatchTime.now().uptimeNanoseconds
+        return (Double(t1 - t0) * 1e-9, Double(t2 - t1) * 1e-9, Double(t3 - t2) * 1e-9)
     }
 }

@@ -60,7 +60,7 @@ struct DiffusionBackendBench: ParsableCommand {
                 fwdT[i].append(time { _ = forward(t) })
             }
             if !noTorch {
-                let out = shell("\(python) '\(script)' bench --threads \(threads) --batch \(batch) --sample-batch \(sampleBatch) --runs 1 --model-channels \(modelChannels)")
+                let out = shell("\(python) '\(script)' bench --threads \(threads) --batch \(batch) --sample-batch \(sampleBatch) --runs 1 --model-channels \(modelChannels) --num-blocks \(numBlocks)")
                 if let line = out.split(separator: "\n").last,
                    let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                    let s = obj["step_ms"] as? Double, let f = obj["forward_ms"] as? Double {
