@@ -92,7 +92,8 @@ func finish(_ code: Int32, keeping store: Store) -> Never {
 func printPlan(_ lines: [PlanLine], estimates: [String: CostEstimate] = [:]) {
     for l in lines {
         let estimate = estimates[l.id].map { " ~" + CostEstimator.format($0.seconds) } ?? ""
-        print(l.action.rawValue + " " + l.id + (l.action == .run || l.action == .extend ? " (\(l.reason))" + estimate : ""))
+        let shown = l.action == .run || l.action == .extend || (!l.reason.isEmpty && l.reason != "stored key")
+        print(l.action.rawValue + " " + l.id + (shown ? " (\(l.reason))" : "") + estimate)
     }
     let run = lines.filter { $0.action == .run || $0.action == .extend }.count
     let restore = lines.filter { $0.action == .restore }.count

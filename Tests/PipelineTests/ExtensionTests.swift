@@ -102,8 +102,15 @@ import GRDB
         try Self.writeProject(f)
         #expect(!(try f.run("pipelines/p.yaml", overrides: ["sample.at_kimg=0.01"], jobs: 1)).failed)
         let early = try #require(try Self.artifact(f, "sample"))
+        // Known before train runs: the extension keeps the shorter run's snapshot, which the sample reads.
         let plan = try f.plan("pipelines/p.yaml", overrides: ["sample.at_kimg=0.01", "train.kimg=0.045"])
-        #expect(plan["train"] == .extend && plan["sample"] == .run)  // its input is not settled before train runs
+        #expect(plan["train"] == .extend && plan["sample"] == .upToDate)
+        let status = try CLITests.pdpipe(["status", "pipelines/p.yaml", "-S", "sample.at_kimg=0.01", "-S", "train.kimg=0.045"], in: f.dir)
+        #expect(status.out.contains("UP-TO-DATE sample (after `train` extends: the files it reads are its shorter run's)"), "\(status.out)")
+        #expect(status.out.contains("1 to run, 0 to restore, 2 up-to-date"), "\(status.out)")
+        // A snapshot the shorter run does not hold is not known before train runs.
+        let later = try f.plan("pipelines/p.yaml", overrides: ["sample.at_kimg=0.04", "train.kimg=0.045"])
+        #expect(later["sample"] == .run)
         let run = try f.run("pipelines/p.yaml", overrides: ["sample.at_kimg=0.01", "train.kimg=0.045"], jobs: 1)
         #expect(run.lines.first { $0.id == "train" }?.action == .extend)
         #expect(run.lines.first { $0.id == "sample" }?.action == .upToDate, "\(run.lines.map { ($0.id, $0.action) })")

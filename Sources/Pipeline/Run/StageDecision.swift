@@ -71,15 +71,24 @@ extension Runner {
         let current = try store.currentKeys(scope: scope)
         let known = try store.results(forKeys: Array(Set(current.values)))
         var settled: [String: SettledInput] = [:]
+        var extending: [String: StoredResult] = [:]
         var lines: [PlanLine] = []
         for inst in try select(options.targets) {
+            var inputs: [String: SettledInput]
+            var kept = ""
             if let pending = inst.inputs.values.sorted().first(where: { settled[$0] == nil }) {
-                lines.append(PlanLine(id: inst.id, action: .run, reason: "upstream `\(pending)` will run"))
-                continue
+                guard let predicted = try predictedInputs(inst, settled: settled, extending: extending) else {
+                    lines.append(PlanLine(id: inst.id, action: .run, reason: "upstream `\(pending)` will run"))
+                    continue
+                }
+                inputs = predicted
+                kept = "after `\(pending)` extends: the files it reads are its shorter run's"
+            } else {
+                inputs = inst.inputs.mapValues { settled[$0]! }
             }
             let decided: (key: StageKey, decision: Decision)
             do {
-                decided = try decide(inst, inputs: inst.inputs.mapValues { settled[$0]! }, currentKey: current[inst.id],
+                decided = try decide(inst, inputs: inputs, currentKey: current[inst.id],
                                      forced: Self.matches(inst, options.force), known: known)
             } catch let e as StoreError {
                 lines.append(PlanLine(id: inst.id, action: .run, reason: "cannot compute key: \(e.description)"))
@@ -88,16 +97,37 @@ extension Runner {
             switch decided.decision {
             case .upToDate(let r), .restore(let r):
                 settled[inst.id] = SettledInput(r)
-                lines.append(PlanLine(id: inst.id, action: decided.decision.action,
-                                      reason: decided.decision.action == .restore ? "stored key" : "", key: decided.key.key))
+                let reason = !kept.isEmpty ? kept : decided.decision.action == .restore ? "stored key" : ""
+                lines.append(PlanLine(id: inst.id, action: decided.decision.action, reason: reason, key: decided.key.key))
             case .run(let reason):
                 lines.append(PlanLine(id: inst.id, action: .run, reason: reason, key: decided.key.key))
             case .extend(let base, let reason):
+                extending[inst.id] = base
                 let done = (base.budget ?? 0) / max(decided.key.budget ?? 1, 1e-12)
                 lines.append(PlanLine(id: inst.id, action: .extend, reason: reason, key: decided.key.key, doneFraction: done))
             }
         }
         return lines
+    }
+
+    /// The inputs of `inst` as they will be once the extensions planned in `extending` have run,
+    /// when that is known now. An extended run keeps its shorter run's snapshots byte for byte (an
+    /// extension equals training from scratch), so a consumer that keys only on such files (a
+    /// sample at a snapshot the shorter run holds) keys the same on the shorter run's object. Nil
+    /// when any input is pending otherwise, or the consumer reads the whole output or
+    /// measurements (gathering kinds).
+    func predictedInputs(_ inst: StageInstance, settled: [String: SettledInput],
+                         extending: [String: StoredResult]) throws -> [String: SettledInput]? {
+        guard !inst.kind.gathersCells else { return nil }
+        let partial = inst.kind.inputFiles(inst.fields, consumed: Array(inst.inputs.keys).sorted())
+        var inputs: [String: SettledInput] = [:]
+        for (name, upstream) in inst.inputs {
+            if let s = settled[upstream] { inputs[name] = s; continue }
+            guard let base = extending[upstream], let files = partial[name],
+                  try StageKey.filesDigest(files, of: base.artifact, store: store) != nil else { return nil }
+            inputs[name] = SettledInput(base)
+        }
+        return inputs
     }
 
     /// For `why`: the instance's key against the cell's last recorded key, and the decision.
@@ -114,11 +144,13 @@ extension Runner {
     public func explain(_ target: String) throws -> [Explanation] {
         let current = try store.currentKeys(scope: scope)
         var settled: [String: SettledInput] = [:]
+        var extending: [String: StoredResult] = [:]
         var result: [Explanation] = []
         for inst in try select([target]) {
             let old = try current[inst.id].flatMap { try store.result(forKey: $0) }
             let pending = inst.inputs.values.filter { settled[$0] == nil }.sorted()
-            if !pending.isEmpty {
+            let predicted = pending.isEmpty ? nil : try predictedInputs(inst, settled: settled, extending: extending)
+            if !pending.isEmpty, predicted == nil {
                 // No output digest yet for what must run first: show a placeholder in its place.
                 let key = try StageKey.compute(inst, inputDigests: inst.inputs.mapValues { settled[$0]?.artifact ?? "(after \($0) runs)" },
                                                projectDirectory: projectDirectory, store: store)
@@ -127,9 +159,11 @@ extension Runner {
                 }
                 continue
             }
-            let decided = try decide(inst, inputs: inst.inputs.mapValues { settled[$0]! }, currentKey: current[inst.id], forced: false)
+            let decided = try decide(inst, inputs: predicted ?? inst.inputs.mapValues { settled[$0]! }, currentKey: current[inst.id],
+                                     forced: false)
             if case .upToDate(let r) = decided.decision { settled[inst.id] = SettledInput(r) }
             if case .restore(let r) = decided.decision { settled[inst.id] = SettledInput(r) }
+            if case .extend(let base, _) = decided.decision { extending[inst.id] = base }
             if Self.matches(inst, [target]) {
                 result.append(Explanation(id: inst.id, key: decided.key, old: old, action: decided.decision.action, pendingUpstream: []))
             }
