@@ -154,6 +154,10 @@ public protocol StageKind: Sendable {
     /// The key then holds those files' digests instead of the artifact's: a longer training that
     /// keeps the same snapshot leaves the sample up to date. Empty: whole artifacts.
     func inputFiles(_ config: Config, consumed: [String]) -> [String: [String]]
+    /// Whether an extension of a recorded run of `budget` keeps that run's output file at `path`
+    /// byte for byte (train: the snapshots up to the old kimg; not its log or config). `status`
+    /// decides consumers of only such files before the extension runs. Default: none kept.
+    func extensionKeeps(_ path: String, fromBudget budget: Double) -> Bool
 }
 
 extension StageKind {
@@ -162,6 +166,7 @@ extension StageKind {
     public var budgetField: String? { nil }
     public func extensionProblem(_ config: Config) -> String? { nil }
     public func inputFiles(_ config: Config, consumed: [String]) -> [String: [String]] { [:] }
+    public func extensionKeeps(_ path: String, fromBudget budget: Double) -> Bool { false }
 }
 
 /// The erased path: the registry holds `[any StageKind]` and the pipeline layer passes resolved

@@ -130,6 +130,15 @@ public struct TrainStage: StageKind {
         config.schedule == .progressive && config.realP < 1 ? "the progressive schedule's patch sizes depend on the total kimg" : nil
     }
 
+    /// The snapshots up to the shorter run's kimg are the same bytes in the longer run (written at
+    /// the same points of the same trajectory); its log, config, state and final weights change.
+    public func extensionKeeps(_ path: String, fromBudget budget: Double) -> Bool {
+        let prefix = TrainingSnapshots.directory + "/ema-", suffix = ".pdt"
+        guard path.hasPrefix(prefix), path.hasSuffix(suffix),
+              let kimg = Double(path.dropFirst(prefix.count).dropLast(suffix.count)) else { return false }
+        return kimg <= budget + 1e-9
+    }
+
     /// The finished run's state, from which a longer run continues (checkpoint format, content only).
     public static let stateFileName = "state.pdt"
 

@@ -2,11 +2,12 @@ import Foundation
 import Testing
 import GRDB
 @testable import Pipeline
+import Stages
 
 /// Training longer continues a recorded shorter run instead of starting over, and ends with the
 /// same bytes as training to the longer total from scratch; snapshots give `sample` any point.
 @Suite struct ExtensionTests {
-    static func writeProject(_ f: Fixture, schedule: String = "stochastic") throws {
+    static func writeProject(_ f: Fixture, schedule: String = "stochastic", extraStage: String = "") throws {
         try Reliability.writePNGFolder(f.url("data/imgs"), count: 6, size: 8)
         try f.write("pipelines/p.yaml", """
             params:
@@ -30,6 +31,7 @@ import GRDB
                 tick_kimg: 0.015
                 snapshot_kimg: 0.01
               sample: {kind: sample, needs: [train], num_images: 4, batch: 4, steps: 2}
+              \(extraStage)
             """)
     }
 
@@ -120,6 +122,24 @@ import GRDB
         // The final weights did change: their sample is computed.
         let final = try f.run("pipelines/p.yaml", overrides: ["train.kimg=0.045"], jobs: 1)
         #expect(final.lines.first { $0.id == "sample" }?.action == .run)
+    }
+
+    /// Only files the extension keeps (snapshots up to the old kimg) are known before it runs: a
+    /// denoise stage at the same snapshot also reads the training log and config, which change.
+    @Test func aConsumerOfTheTrainingLogIsNotDecidedBeforeTheExtension() throws {
+        let f = try Fixture()
+        try Self.writeProject(f, extraStage: "denoise: {kind: denoise, needs: [train, data], model: train, data: data, "
+                                  + "at_kimg: 0.01, sigmas: [1], num_images: 2, batch: 2}")
+        let settings = ["sample.at_kimg=0.01", "train.kimg=0.045"]
+        #expect(!(try f.run("pipelines/p.yaml", overrides: ["sample.at_kimg=0.01"], jobs: 1)).failed)
+        let plan = try f.plan("pipelines/p.yaml", overrides: settings)
+        #expect(plan["train"] == .extend && plan["sample"] == .upToDate && plan["denoise"] == .run)
+        let run = try f.run("pipelines/p.yaml", overrides: settings, jobs: 1)
+        #expect(run.lines.first { $0.id == "sample" }?.action == .upToDate)
+        #expect(run.lines.first { $0.id == "denoise" }?.action == .run, "\(run.lines.map { ($0.id, $0.action) })")
+        #expect(TrainStage().extensionKeeps("snapshots/ema-0.02.pdt", fromBudget: 0.02))
+        #expect(!TrainStage().extensionKeeps("snapshots/ema-0.03.pdt", fromBudget: 0.02))
+        #expect(!TrainStage().extensionKeeps("training_log.jsonl", fromBudget: 0.02))
     }
 
     /// A YAML `kimg: 40` reaches the field as 40.0 and the param as 40: both leave the lineage, so

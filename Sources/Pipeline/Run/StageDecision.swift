@@ -71,7 +71,7 @@ extension Runner {
         let current = try store.currentKeys(scope: scope)
         let known = try store.results(forKeys: Array(Set(current.values)))
         var settled: [String: SettledInput] = [:]
-        var extending: [String: StoredResult] = [:]
+        var extending: [String: (result: StoredResult, kind: any StageKind)] = [:]
         var lines: [PlanLine] = []
         for inst in try select(options.targets) {
             var inputs: [String: SettledInput]
@@ -102,7 +102,7 @@ extension Runner {
             case .run(let reason):
                 lines.append(PlanLine(id: inst.id, action: .run, reason: reason, key: decided.key.key))
             case .extend(let base, let reason):
-                extending[inst.id] = base
+                extending[inst.id] = (base, inst.kind)
                 let done = (base.budget ?? 0) / max(decided.key.budget ?? 1, 1e-12)
                 lines.append(PlanLine(id: inst.id, action: .extend, reason: reason, key: decided.key.key, doneFraction: done))
             }
@@ -111,21 +111,22 @@ extension Runner {
     }
 
     /// The inputs of `inst` as they will be once the extensions planned in `extending` have run,
-    /// when that is known now. An extended run keeps its shorter run's snapshots byte for byte (an
-    /// extension equals training from scratch), so a consumer that keys only on such files (a
-    /// sample at a snapshot the shorter run holds) keys the same on the shorter run's object. Nil
-    /// when any input is pending otherwise, or the consumer reads the whole output or
-    /// measurements (gathering kinds).
+    /// when that is known now. An extended run keeps some of its shorter run's files byte for byte
+    /// (`StageKind.extensionKeeps`: train's snapshots up to the old kimg), so a consumer that keys
+    /// only on such files (a sample at a snapshot the shorter run holds) keys the same on the
+    /// shorter run's object. Nil when any input is pending otherwise, or the consumer reads other
+    /// files (denoise reads the training log too), the whole output, or measurements (gathering kinds).
     func predictedInputs(_ inst: StageInstance, settled: [String: SettledInput],
-                         extending: [String: StoredResult]) throws -> [String: SettledInput]? {
+                         extending: [String: (result: StoredResult, kind: any StageKind)]) throws -> [String: SettledInput]? {
         guard !inst.kind.gathersCells else { return nil }
         let partial = inst.kind.inputFiles(inst.fields, consumed: Array(inst.inputs.keys).sorted())
         var inputs: [String: SettledInput] = [:]
         for (name, upstream) in inst.inputs {
             if let s = settled[upstream] { inputs[name] = s; continue }
             guard let base = extending[upstream], let files = partial[name],
-                  try StageKey.filesDigest(files, of: base.artifact, store: store) != nil else { return nil }
-            inputs[name] = SettledInput(base)
+                  files.allSatisfy({ base.kind.extensionKeeps($0, fromBudget: base.result.budget ?? 0) }),
+                  try StageKey.filesDigest(files, of: base.result.artifact, store: store) != nil else { return nil }
+            inputs[name] = SettledInput(base.result)
         }
         return inputs
     }
@@ -144,7 +145,7 @@ extension Runner {
     public func explain(_ target: String) throws -> [Explanation] {
         let current = try store.currentKeys(scope: scope)
         var settled: [String: SettledInput] = [:]
-        var extending: [String: StoredResult] = [:]
+        var extending: [String: (result: StoredResult, kind: any StageKind)] = [:]
         var result: [Explanation] = []
         for inst in try select([target]) {
             let old = try current[inst.id].flatMap { try store.result(forKey: $0) }
@@ -163,7 +164,7 @@ extension Runner {
                                      forced: false)
             if case .upToDate(let r) = decided.decision { settled[inst.id] = SettledInput(r) }
             if case .restore(let r) = decided.decision { settled[inst.id] = SettledInput(r) }
-            if case .extend(let base, _) = decided.decision { extending[inst.id] = base }
+            if case .extend(let base, _) = decided.decision { extending[inst.id] = (base, inst.kind) }
             if Self.matches(inst, [target]) {
                 result.append(Explanation(id: inst.id, key: decided.key, old: old, action: decided.decision.action, pendingUpstream: []))
             }
