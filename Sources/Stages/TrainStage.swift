@@ -158,21 +158,27 @@ public struct TrainStage: StageKind {
             // Snapshots collect in the work directory, so an interrupted run keeps those it made.
             let snapshots = context.workDirectory.appendingPathComponent(TrainingSnapshots.directory)
             try FileManager.default.createDirectory(at: snapshots, withIntermediateDirectories: true)
+            // Wall seconds at each snapshot (measurements, beside the result): kept in the work
+            // directory too, so a run resumed from its checkpoint still has those of earlier snapshots.
+            let secondsFile = context.workDirectory.appendingPathComponent("snapshot_seconds.json")
+            var snapshotSeconds = (try? JSONDecoder().decode([String: Double].self, from: Data(contentsOf: secondsFile))) ?? [:]
             var (baseSeconds, baseImages) = (0.0, 0.0)
             if let base = context.extending {
+                // The continued run's snapshots come with their times.
+                for (name, seconds) in base.measurements where name.hasPrefix("wall_seconds_at.") { snapshotSeconds[name] = seconds }
                 try Self.copySnapshots(from: base.artifact, to: snapshots)
                 let step = try trainer.continueTraining(from: base.artifact.appendingPathComponent(Self.stateFileName))
                 (baseSeconds, baseImages) = (base.measurements["wall_seconds"] ?? 0, trainer.countedImages)
                 emit(.log(String(format: "train: extending the run that ended at step %d (%.4g counted kimg)", step,
                                  trainer.countedImages / 1000)))
             }
-            var snapshotSeconds: [String: Double] = [:]
             var lastLoss = Double.nan
             let result = try trainer.run(
                 workDirectory: context.workDirectory, checkpointKimg: fields.checkpointKimg, snapshotKimg: fields.snapshotKimg,
                 onSnapshot: { kimg, weights in
                     try weights.write(to: snapshots.appendingPathComponent(TrainingSnapshots.fileName(kimg: kimg)))
                     snapshotSeconds["wall_seconds_at." + String(format: "%.10g", kimg)] = baseSeconds + trainer.wallSeconds
+                    try JSONEncoder().encode(snapshotSeconds).write(to: secondsFile, options: .atomic)
                 },
                 onTick: { t in
                     lastLoss = t.loss

@@ -54,6 +54,12 @@ import Stages
         #expect(run.out.contains("1 ran, 1 extended"), "\(run.out)")
         let extended = try #require(try Self.artifact(f, "train"))
         #expect(extended != short)
+        // Measurements: the wall seconds at every snapshot, those of the continued run included.
+        let store0 = try Store(root: f.storeURL)
+        let trainKey = try #require(try store0.currentKeys(scope: "pipelines/p.yaml")["train"])
+        let measured = try #require(try store0.result(forKey: trainKey)).measurements
+        let times = ["0.01", "0.02", "0.03", "0.04"].map { measured["wall_seconds_at.\($0)"] ?? 0 }
+        #expect(times.allSatisfy { $0 > 0 } && times == times.sorted(), "\(measured)")
 
         // The same key computed from scratch (forced): the same bytes, snapshots and log included.
         let scratch = try f.run("pipelines/p.yaml", overrides: ["train.kimg=0.045"], force: ["train"], jobs: 1)
