@@ -352,3 +352,16 @@ extension UsabilityTests {
         #expect(estimate.secondsLeft(done: 80, total: 80, now: t0.addingTimeInterval(400)) == 0)
     }
 }
+
+/// A gathering stage's reason line counts many changed components of one kind instead of listing them.
+@Suite struct ReasonLineTests {
+    @Test func manyChangedInputsAreCounted() {
+        let few = ["field.kimg", "param.train.kimg"]
+        #expect(Runner.summarize(few) == "field.kimg, param.train.kimg")
+        let many = ["gathered.axes", "gathered.cells"] + (1...5).map { "input.fid@seed=\($0)" } + (1...5).map { "measured.fid@seed=\($0)" }
+        #expect(Runner.summarize(many) == "gathered.axes, gathered.cells, 5 input.*, 5 measured.*")
+        // Up to the limit, everything is listed.
+        let eight = (1...8).map { "input.s\($0)" }
+        #expect(Runner.summarize(eight) == eight.joined(separator: ", "))
+    }
+}

@@ -62,7 +62,22 @@ extension Runner {
     static func reason(new: StageKey, old: StoredResult?) -> String {
         guard let old else { return "never run" }
         if old.key == new.key { return "stored object missing" }
-        return "changed: " + StageKey.diff(old: old.components, new: new.components).map(\.name).joined(separator: ", ")
+        return "changed: " + summarize(StageKey.diff(old: old.components, new: new.components).map(\.name))
+    }
+
+    /// Component names for a reason line. A gathering stage over many cells can change hundreds
+    /// of `input.<cell>` components at once: past a few names, a kind of component with more than
+    /// three changed is counted (`120 input.*`) instead of listed (`why` lists them all).
+    static func summarize(_ names: [String], listed: Int = 8) -> String {
+        guard names.count > listed else { return names.joined(separator: ", ") }
+        let prefix = { (name: String) in String(name.prefix { $0 != "." }) }
+        let counts = Dictionary(grouping: names, by: prefix).mapValues(\.count)
+        var seen: Set<String> = []
+        return names.compactMap { name -> String? in
+            let p = prefix(name)
+            guard counts[p]! > 3, name.contains(".") else { return name }
+            return seen.insert(p).inserted ? "\(counts[p]!) \(p).*" : nil
+        }.joined(separator: ", ")
     }
 
     /// One line per selected instance: RUN (reason), RESTORE, UP-TO-DATE. Writes nothing but
