@@ -17,8 +17,8 @@ public struct ResultTable: Codable, Sendable, Equatable {
             guard !values.isEmpty else { return nil }
             let reached = values.filter { !$0.isNaN }
             guard !reached.isEmpty else {
-                self.init([.nan])
-                (self.values, std, unreached) = (values, nil, values.count)
+                self.init(values)  // all NaN: a NaN mean, no spread
+                (std, unreached) = (nil, values.count)
                 return
             }
             self.init(reached)

@@ -45,8 +45,7 @@ struct DiffusionBackendBench: ParsableCommand {
         print("Forward of the same network, oneDNN vs OpenBLAS: relative L2 difference \(String(format: "%.1e", (d / n).squareRoot()))  ")
         for t in runs { step(t) }  // warm-up (primitives, scratch buffers)
 
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("reference/unet_reference.py").path
+        let script = repositoryFile("reference/unet_reference.py")
         var stepT = [[Double]](repeating: [], count: 3), fwdT = [[Double]](repeating: [], count: 3)
         var torchVersion: String?
         func time(_ body: () -> Void) -> Double {

@@ -66,8 +66,7 @@ struct DiffusionBench: ParsableCommand {
 
         var torch: [String: Any]?
         if !noTorch {
-            let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-                .appendingPathComponent("reference/unet_reference.py").path
+            let script = repositoryFile("reference/unet_reference.py")
             let out = shell("\(python) '\(script)' bench --threads \(threads) --batch \(batch) --sample-batch \(sampleBatch) --runs \(runs) --model-channels \(modelChannels) --num-blocks \(numBlocks)")
             if let line = out.split(separator: "\n").last, let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                obj["step_ms"] != nil { torch = obj }

@@ -137,8 +137,7 @@ struct StepBreakdown: ParsableCommand {
 
     /// One `unet_reference.py bench --profile` process, or nil without torch.
     func torchRound() -> [String: Any]? {
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("reference/unet_reference.py").path
+        let script = repositoryFile("reference/unet_reference.py")
         let out = shell("\(python) '\(script)' bench --profile --threads \(threads) --batch \(batch) --sample-batch \(sampleBatch) --runs \(steps) --model-channels \(modelChannels) --num-blocks \(numBlocks)")
         guard let line = out.split(separator: "\n").last,
               let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], obj["loss_and_grads"] != nil else { return nil }

@@ -19,6 +19,12 @@ func spread(_ xs: [Double]) -> Double {
     return (s.last! - s.first!) / s[s.count / 2]
 }
 
+/// Absolute path of a file of this repository (the reference scripts), from this source file's place.
+func repositoryFile(_ relativePath: String) -> String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent(relativePath).path
+}
+
 func shell(_ command: String) -> String {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/bin/sh")

@@ -10,8 +10,7 @@ final class TorchReference {
     let info: [String: Any]
 
     init?(python: String, threads: Int, batch: Int, runs: Int) {
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("reference/block_bench.py").path
+        let script = repositoryFile("bench/reference/block_bench.py")
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [python, script, "--serve", "--threads", "\(threads)", "--batch", "\(batch)", "--runs", "\(runs)"]
         process.standardInput = input
