@@ -298,22 +298,13 @@ public struct BLASBackend: ComputeBackend {
                                  mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>) {
         let cpg = p.channels / p.groups, len = cpg * p.spatial
         Engine.parallelFor(p.batch * p.groups, costPerItem: len * 3) { r in
+            GroupNormKernels.statistics(x, length: len, eps: p.eps, range: r, mean: mean, rstd: rstd)
             for ng in r {
-                let base = ng * len
-                let xs = x + base
-                // Two-pass mean/variance in Double for accuracy on large groups.
-                var s: Double = 0
-                for i in 0..<len { s += Double(xs[i]) }
-                let m = s / Double(len)
-                var v: Double = 0
-                for i in 0..<len { let d = Double(xs[i]) - m; v += d * d }
-                let rs = Float(1.0 / (v / Double(len) + Double(p.eps)).squareRoot())
-                let mf = Float(m)
-                mean[ng] = mf; rstd[ng] = rs
+                let base = ng * len, mf = mean[ng], rs = rstd[ng]
                 let g0 = (ng % p.groups) * cpg
                 for c in 0..<cpg {
                     let a = rs * gamma[g0 + c], b = beta[g0 + c] - mf * a
-                    let xc = xs + c * p.spatial, yc = y + base + c * p.spatial
+                    let xc = x + base + c * p.spatial, yc = y + base + c * p.spatial
                     for i in 0..<p.spatial { yc[i] = xc[i] * a + b }
                 }
             }
@@ -328,15 +319,10 @@ public struct BLASBackend: ComputeBackend {
         // Per (n, channel) sums of dy and dy * xhat: used both for dGamma/dBeta and for dx.
         let sums = UnsafeMutablePointer<Float>.allocate(capacity: 2 * p.batch * c)
         defer { sums.deallocate() }
+        func group(_ nc: Int) -> Int { (nc / c) * p.groups + (nc % c) / cpg }
         Engine.parallelFor(p.batch * c, costPerItem: p.spatial * 2) { r in
-            for nc in r {
-                let ng = (nc / c) * p.groups + (nc % c) / cpg
-                let m = mean[ng], rs = rstd[ng]
-                let xs = x + nc * p.spatial, ds = dy + nc * p.spatial
-                var sdy: Float = 0, sdyx: Float = 0
-                for i in 0..<p.spatial { sdy += ds[i]; sdyx += ds[i] * (xs[i] - m) }
-                sums[2 * nc] = sdy; sums[2 * nc + 1] = sdyx * rs
-            }
+            GroupNormKernels.channelSums(x: x, dy: dy, length: p.spatial, range: r, centre: { mean[group($0)] }, sums: sums)
+            for nc in r { sums[2 * nc + 1] *= rstd[group(nc)] }
         }
         for n in 0..<p.batch {
             for ch in 0..<c { dBeta[ch] += sums[2 * (n * c + ch)]; dGamma[ch] += sums[2 * (n * c + ch) + 1] }

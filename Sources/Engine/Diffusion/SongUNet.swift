@@ -27,7 +27,11 @@ public final class SongUNet: Module, DenoiserNetwork {
     public var imageChannels: Int { config.imageChannels }
     public var usesCoordinates: Bool { config.coordinates }
     public var isTraining: Bool = true {
-        didSet { for d in dropoutLayers { d.isTraining = isTraining } }
+        didSet {
+            for d in dropoutLayers { d.isTraining = isTraining }
+            // Sampling never calls backward: its activations need not be kept.
+            for s in siluLayers { s.retainsForBackward = isTraining }
+        }
     }
 
     /// Builds the network with EDM's initialisation from `seed` (weights) and `seed`-derived dropout streams.
@@ -84,6 +88,7 @@ public final class SongUNet: Module, DenoiserNetwork {
     }
 
     var dropoutLayers: [Dropout] { (encoder + decoder).flatMap { $0.block.dropoutLayers } }
+    var siluLayers: [SiLU] { [mapSilu0, mapSilu1, outSilu] + (encoder + decoder).flatMap { $0.block.siluLayers } }
 
     /// Dropout generator states (part of a checkpoint, so a resumed run draws the same masks).
     public var dropoutStates: [RandomGenerator] {

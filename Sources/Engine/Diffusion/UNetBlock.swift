@@ -54,6 +54,7 @@ public final class UNetBlock: Module {
     }
 
     public var hasAttention: Bool { attention != nil }
+    var siluLayers: [SiLU] { [silu0, silu1] }
 
     public func namedParameters() -> [(name: String, parameter: Parameter)] {
         var out = prefixed("norm0", norm0) + prefixed("conv0", conv0) + prefixed("affine", affine)

@@ -8,10 +8,13 @@ public func concatChannels(_ a: Tensor, _ b: Tensor) -> Tensor {
     let plane = a.shape[2] * a.shape[3]
     return Tensor(shape: [n, ca + cb, a.shape[2], a.shape[3]]) { out in
         a.data.withUnsafeBufferPointer { ap in b.data.withUnsafeBufferPointer { bp in
-            for i in 0..<n {
-                let o = out.baseAddress! + i * (ca + cb) * plane
-                o.update(from: ap.baseAddress! + i * ca * plane, count: ca * plane)
-                (o + ca * plane).update(from: bp.baseAddress! + i * cb * plane, count: cb * plane)
+            let (pa, pb, po) = (ap.baseAddress!, bp.baseAddress!, out.baseAddress!)
+            Engine.parallelFor(n, costPerItem: (ca + cb) * plane) { r in
+                for i in r {
+                    let o = po + i * (ca + cb) * plane
+                    o.update(from: pa + i * ca * plane, count: ca * plane)
+                    (o + ca * plane).update(from: pb + i * cb * plane, count: cb * plane)
+                }
             }
         } }
     }
@@ -41,9 +44,12 @@ public func addChannelwise(_ x: Tensor, _ e: Tensor) -> Tensor {
     let plane = x.shape[2] * x.shape[3]
     return Tensor(shape: x.shape) { out in
         x.data.withUnsafeBufferPointer { xp in e.data.withUnsafeBufferPointer { ep in
-            for nc in 0..<ep.count {
-                let v = ep[nc], s = xp.baseAddress! + nc * plane, d = out.baseAddress! + nc * plane
-                for i in 0..<plane { d[i] = s[i] + v }
+            let (px, pe, po) = (xp.baseAddress!, ep.baseAddress!, out.baseAddress!)
+            Engine.parallelFor(ep.count, costPerItem: plane) { r in
+                for nc in r {
+                    let v = pe[nc], s = px + nc * plane, d = po + nc * plane
+                    for i in 0..<plane { d[i] = s[i] + v }
+                }
             }
         } }
     }
@@ -55,11 +61,15 @@ public func sumSpatial(_ dy: Tensor) -> Tensor {
     let plane = dy.shape[2] * dy.shape[3]
     return Tensor(shape: [dy.shape[0], dy.shape[1]]) { out in
         dy.data.withUnsafeBufferPointer { d in
-            for nc in 0..<out.count {
-                var s: Float = 0
-                let p = d.baseAddress! + nc * plane
-                for i in 0..<plane { s += p[i] }
-                out[nc] = s
+            let (pd, po) = (d.baseAddress!, out.baseAddress!)
+            // Each (n, c) is summed in order (sequential Float adds), whichever thread takes it.
+            Engine.parallelFor(out.count, costPerItem: plane) { r in
+                for nc in r {
+                    var s: Float = 0
+                    let p = pd + nc * plane
+                    for i in 0..<plane { s += p[i] }
+                    po[nc] = s
+                }
             }
         }
     }
@@ -71,7 +81,10 @@ public func addScaled(_ a: Tensor, _ b: Tensor, scale: Float) -> Tensor {
     precondition(a.shape == b.shape, "addScaled: shapes \(a.shape) and \(b.shape)")
     return Tensor(shape: a.shape) { out in
         a.data.withUnsafeBufferPointer { x in b.data.withUnsafeBufferPointer { y in
-            for i in 0..<x.count { out[i] = (x[i] + y[i]) * scale }
+            let (px, py, po) = (x.baseAddress!, y.baseAddress!, out.baseAddress!)
+            Engine.parallelFor(x.count, costPerItem: 2) { r in
+                for i in r { po[i] = (px[i] + py[i]) * scale }
+            }
         } }
     }
 }
