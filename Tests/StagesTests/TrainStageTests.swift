@@ -46,6 +46,26 @@ import Testing
         #expect(a == b, "the resumed run's EMA weights are byte-identical to an uninterrupted run's")
     }
 
+    @Test func aResumedRunKeepsTheTimesOfItsEarlierSnapshots() throws {
+        let root = TrainSampleSupport.tempDir("resume-snapshots")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let data = try TrainSampleSupport.tinyDataset(in: root)
+        var config = TrainSampleSupport.tinyTrain
+        config.snapshotKimg = 0.01
+        let cancel = CancelAfter(6)
+        let first = TrainSampleSupport.context(name: "train", inputs: ["d": data], root: root, isCancelled: { cancel() })
+        #expect(throws: StageCancelled.self) { _ = try TrainStage().run(config, context: first) }
+        let before = TrainingSnapshots.list(in: first.workDirectory)
+        #expect(!before.isEmpty, "the interrupted run made a snapshot before it stopped")
+        var second = TrainSampleSupport.context(name: "train", inputs: ["d": data], root: root)
+        second.workDirectory = first.workDirectory
+        let resumed = try TrainStage().run(config, context: second)
+        let (_, fresh) = try TrainSampleSupport.train(config, data: data, root: root, workTag: "fresh")
+        let times = { (o: StageOutcome) in Set(o.measurements.keys.filter { $0.hasPrefix("wall_seconds_at.") }) }
+        #expect(times(fresh).count == 4, "\(times(fresh).sorted())")
+        #expect(times(resumed) == times(fresh), "every snapshot has its time, those before the interruption too")
+    }
+
     @Test func nonFiniteLossFailsNamingTheStep() throws {
         let root = TrainSampleSupport.tempDir("nan")
         defer { try? FileManager.default.removeItem(at: root) }
