@@ -6,7 +6,7 @@ struct PDBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pdpipe-bench",
         abstract: "pdpipe benchmarks (run in a release build).",
-        subcommands: [EngineBench.self, ConvABBench.self, ConvBackendBench.self, DiffusionBackendBench.self, DiffusionBench.self, DiffusionCrosscheckExport.self, MemoryBench.self, PatchRoundExport.self, StepBreakdown.self]
+        subcommands: [EngineBench.self, NormABBench.self, ConvABBench.self, ConvBackendBench.self, DiffusionBackendBench.self, DiffusionBench.self, DiffusionCrosscheckExport.self, MemoryBench.self, PatchRoundExport.self, StepBreakdown.self]
     )
 }
 

@@ -6,10 +6,10 @@
 /// exactly the scalar loop over group k — so the results are bit-identical to one group at a
 /// time, while the CPU overlaps the chains. Groups (and channels) of an NCHW tensor are
 /// contiguous and `length` apart, which is what makes the lanes cheap to fill.
-enum GroupNormKernels {
+public enum GroupNormKernels {
     /// Mean and 1/sqrt(var + eps) of the groups `range` (each `length` floats, group k at
     /// x + k * length): two passes in Double, as `reference(...)` writes out for one group.
-    static func statistics(_ x: UnsafePointer<Float>, length: Int, eps: Float, range: Range<Int>,
+    public static func statistics(_ x: UnsafePointer<Float>, length: Int, eps: Float, range: Range<Int>,
                            mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>) {
         var k = range.lowerBound
         while k + 4 <= range.upperBound {
@@ -32,7 +32,7 @@ enum GroupNormKernels {
     }
 
     /// One group's mean and 1/sqrt(var + eps), two-pass in Double for accuracy on large groups.
-    static func reference(_ xs: UnsafePointer<Float>, length: Int, eps: Float) -> (mean: Float, rstd: Float) {
+    public static func reference(_ xs: UnsafePointer<Float>, length: Int, eps: Float) -> (mean: Float, rstd: Float) {
         var s: Double = 0
         for i in 0..<length { s += Double(xs[i]) }
         let m = s / Double(length)
@@ -44,7 +44,7 @@ enum GroupNormKernels {
     /// For the channels `range` (each `length` floats, channel k at x + k * length, its group's
     /// mean at `centre(k)`): sums[2k] = sum(dy), sums[2k + 1] = sum(dy * (x - mean)), each in
     /// the order of `channelSumsReference`.
-    static func channelSums(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, length: Int, range: Range<Int>,
+    public static func channelSums(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, length: Int, range: Range<Int>,
                             centre: (Int) -> Float, sums: UnsafeMutablePointer<Float>) {
         var k = range.lowerBound
         while k + 8 <= range.upperBound {
@@ -68,7 +68,7 @@ enum GroupNormKernels {
     }
 
     /// One channel's sum(dy) and sum(dy * (x - centre)), sequentially in Float.
-    static func channelSumsReference(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, length: Int,
+    public static func channelSumsReference(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, length: Int,
                                      centre: Float) -> (dy: Float, dyx: Float) {
         var sdy: Float = 0, sdyx: Float = 0
         for i in 0..<length { sdy += dy[i]; sdyx += dy[i] * (x[i] - centre) }
