@@ -9,11 +9,11 @@ import Testing
     @Test(arguments: [1, 7, 64, 1024])
     func groupStatisticsAreBitIdenticalToOneGroupAtATime(length: Int) {
         var rng = RandomGenerator(seed: 31)
-        let groups = 13  // three blocks of four lanes and a remainder
+        let groups = 13  // three blocks of four and a remainder
         let x = Tensor(randomNormal: [groups * length], scale: 5, using: &rng) + Tensor(repeating: 3, shape: [groups * length])
         var mean = [Float](repeating: .nan, count: groups), rstd = mean
         x.data.withUnsafeBufferPointer { xp in mean.withUnsafeMutableBufferPointer { mp in rstd.withUnsafeMutableBufferPointer { rp in
-            // Two ranges, as parallelFor splits them: lanes start at each range's own lower bound.
+            // Two ranges, as parallelFor splits them: blocks start at each range's own lower bound.
             GroupNormKernels.statistics(xp.baseAddress!, length: length, eps: 1e-6, range: 0..<6, mean: mp.baseAddress!, rstd: rp.baseAddress!)
             GroupNormKernels.statistics(xp.baseAddress!, length: length, eps: 1e-6, range: 6..<groups, mean: mp.baseAddress!, rstd: rp.baseAddress!)
         } } }
@@ -45,6 +45,31 @@ import Testing
             for i in c * length ..< (c + 1) * length { sdy += dy.data[i]; sdyx += dy.data[i] * (x.data[i] - centres[c]) }
             #expect(sums[2 * c].bitPattern == sdy.bitPattern && sums[2 * c + 1].bitPattern == sdyx.bitPattern)
         }
+    }
+
+    @Test func groupNormLayerIsBitIdenticalToOneGroupAtATime() {
+        var rng = RandomGenerator(seed: 36)
+        let (n, c, r) = (5, 24, 12)  // 6 groups of 4 channels: 30 groups, 120 channels (remainders for both)
+        let gn = GroupNorm(channels: c)
+        gn.gamma.value = Tensor(randomNormal: [c], using: &rng)
+        gn.beta.value = Tensor(randomNormal: [c], using: &rng)
+        let x = Tensor(randomNormal: [n, c, r, r], scale: 3, using: &rng), dy = Tensor(randomNormal: [n, c, r, r], using: &rng)
+        let y = gn.forward(x), dx = gn.backward(dy)
+        let p = GroupNormShape(batch: n, channels: c, spatial: r * r, groups: gn.groups, eps: gn.eps)
+        var (yRef, dxRef) = ([Float](repeating: 0, count: x.count), [Float](repeating: 0, count: x.count))
+        var mean = [Float](repeating: 0, count: n * gn.groups), rstd = mean
+        var dGamma = [Float](repeating: 0, count: c), dBeta = dGamma
+        x.data.withUnsafeBufferPointer { xp in gn.gamma.value.data.withUnsafeBufferPointer { gp in gn.beta.value.data.withUnsafeBufferPointer { bp in
+            dy.data.withUnsafeBufferPointer { dp in
+                GroupNormKernels.oneGroupAtATimeForward(p, x: xp.baseAddress!, gamma: gp.baseAddress!, beta: bp.baseAddress!,
+                                                        y: &yRef, mean: &mean, rstd: &rstd)
+                GroupNormKernels.oneChannelAtATimeBackward(p, x: xp.baseAddress!, gamma: gp.baseAddress!, mean: mean, rstd: rstd,
+                                                           dy: dp.baseAddress!, dx: &dxRef, dGamma: &dGamma, dBeta: &dBeta)
+            }
+        } } }
+        #expect(y.data.map(\.bitPattern) == yRef.map(\.bitPattern))
+        #expect(dx.data.map(\.bitPattern) == dxRef.map(\.bitPattern))
+        #expect(gn.gamma.grad.data.map(\.bitPattern) == dGamma.map(\.bitPattern) && gn.beta.grad.data.map(\.bitPattern) == dBeta.map(\.bitPattern))
     }
 
     @Test func wiringHelpersMatchPlainLoopsOnLargeTensors() {

@@ -3,7 +3,7 @@ import Foundation
 import Engine
 
 /// `pdpipe-bench norm-ab`: GroupNorm's reductions one group at a time (the engine before the
-/// SIMD-lane kernels) against `BLASBackend`'s, and SiLU retaining its activations or not, on
+/// interleaved kernels) against `BLASBackend`'s, and SiLU retaining its activations or not, on
 /// the U-Net's shapes, alternated within each round. Both sides give the same bits (checked here).
 struct NormABBench: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "norm-ab",
@@ -35,7 +35,7 @@ struct NormABBench: ParsableCommand {
                 x.data.withUnsafeBufferPointer { xp in gamma.data.withUnsafeBufferPointer { gp in beta.data.withUnsafeBufferPointer { bp in
                     y.withUnsafeMutableBufferPointer { yp in mean.withUnsafeMutableBufferPointer { mp in rstd.withUnsafeMutableBufferPointer { rp in
                         if old {
-                            Self.oneGroupAtATimeForward(p, x: xp.baseAddress!, gamma: gp.baseAddress!, beta: bp.baseAddress!,
+                            GroupNormKernels.oneGroupAtATimeForward(p, x: xp.baseAddress!, gamma: gp.baseAddress!, beta: bp.baseAddress!,
                                                         y: yp.baseAddress!, mean: mp.baseAddress!, rstd: rp.baseAddress!)
                         } else {
                             backend.groupNormForward(p, x: xp.baseAddress!, gamma: gp.baseAddress!, beta: bp.baseAddress!,
@@ -49,7 +49,7 @@ struct NormABBench: ParsableCommand {
                     mean.withUnsafeBufferPointer { mp in rstd.withUnsafeBufferPointer { rp in dx.withUnsafeMutableBufferPointer { dxp in
                         dg.withUnsafeMutableBufferPointer { dgp in db.withUnsafeMutableBufferPointer { dbp in
                             if old {
-                                Self.oneChannelAtATimeBackward(p, x: xp.baseAddress!, gamma: gp.baseAddress!, mean: mp.baseAddress!, rstd: rp.baseAddress!,
+                                GroupNormKernels.oneChannelAtATimeBackward(p, x: xp.baseAddress!, gamma: gp.baseAddress!, mean: mp.baseAddress!, rstd: rp.baseAddress!,
                                                                dy: dp.baseAddress!, dx: dxp.baseAddress!, dGamma: dgp.baseAddress!, dBeta: dbp.baseAddress!)
                             } else {
                                 backend.groupNormBackward(p, x: xp.baseAddress!, gamma: gp.baseAddress!, mean: mp.baseAddress!, rstd: rp.baseAddress!,
@@ -93,68 +93,16 @@ struct NormABBench: ParsableCommand {
         CPU: \(cpu), \(threads) threads. Load average at end: \(load). Medians of \(rounds) rounds, each the median of 5 calls of every variant in turn.
 
         "one group at a time" is the engine's GroupNorm forward before this change (each group's mean and variance a
-        sequential Double sum; backward: each channel's sums of dy and dy * (x - mean) a sequential Float sum); "lanes" sums four groups (eight channels) in the lanes of one SIMD vector, each in its own order, so the
+        sequential Double sum; backward: each channel's sums of dy and dy * (x - mean) a sequential Float sum); "four at a time" sums four groups (channels) in one loop, each into its own accumulator and in its own order, so the
         outputs are bit-identical (the command checks it). SiLU "retaining" keeps x and sigmoid(x) for backward
         (training); "sampling" writes only the output.
 
-        | shape | GroupNorm fwd, one group at a time (ms) | lanes (ms) | speed-up | GroupNorm bwd, one channel at a time (ms) | lanes (ms) | speed-up | SiLU retaining (ms) | SiLU sampling (ms) | speed-up |
+        | shape | GroupNorm fwd, one group at a time (ms) | four at a time (ms) | speed-up | GroupNorm bwd, one channel at a time (ms) | four at a time (ms) | speed-up | SiLU retaining (ms) | SiLU sampling (ms) | speed-up |
         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
         \(rows.joined(separator: "\n"))
 
         """
         try text.write(toFile: repositoryFile(output), atomically: true, encoding: .utf8)
         print("wrote \(output)")
-    }
-
-    /// The forward as the engine computed it before (kept here as the baseline).
-    static func oneGroupAtATimeForward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
-                                       beta: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
-                                       mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>) {
-        let cpg = p.channels / p.groups, len = cpg * p.spatial
-        Engine.parallelFor(p.batch * p.groups, costPerItem: len * 3) { r in
-            for ng in r {
-                let base = ng * len
-                (mean[ng], rstd[ng]) = GroupNormKernels.reference(x + base, length: len, eps: p.eps)
-                let g0 = (ng % p.groups) * cpg
-                for c in 0..<cpg {
-                    let a = rstd[ng] * gamma[g0 + c], b = beta[g0 + c] - mean[ng] * a
-                    let xc = x + base + c * p.spatial, yc = y + base + c * p.spatial
-                    for i in 0..<p.spatial { yc[i] = xc[i] * a + b }
-                }
-            }
-        }
-    }
-
-    /// The backward as the engine computed it before (the baseline).
-    static func oneChannelAtATimeBackward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
-                                          mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                                          dx: UnsafeMutablePointer<Float>, dGamma: UnsafeMutablePointer<Float>,
-                                          dBeta: UnsafeMutablePointer<Float>) {
-        let cpg = p.channels / p.groups, len = cpg * p.spatial, c = p.channels
-        let sums = UnsafeMutablePointer<Float>.allocate(capacity: 2 * p.batch * c)
-        defer { sums.deallocate() }
-        Engine.parallelFor(p.batch * c, costPerItem: p.spatial * 2) { r in
-            for nc in r {
-                let ng = (nc / c) * p.groups + (nc % c) / cpg
-                let s = GroupNormKernels.channelSumsReference(x: x + nc * p.spatial, dy: dy + nc * p.spatial, length: p.spatial, centre: mean[ng])
-                sums[2 * nc] = s.dy; sums[2 * nc + 1] = s.dyx * rstd[ng]
-            }
-        }
-        for n in 0..<p.batch {
-            for ch in 0..<c { dBeta[ch] += sums[2 * (n * c + ch)]; dGamma[ch] += sums[2 * (n * c + ch) + 1] }
-        }
-        Engine.parallelFor(p.batch * p.groups, costPerItem: len * 2) { r in
-            for ng in r {
-                let n = ng / p.groups, g0 = (ng % p.groups) * cpg
-                var a: Float = 0, b: Float = 0
-                for cc in 0..<cpg { a += gamma[g0 + cc] * sums[2 * (n * c + g0 + cc)]; b += gamma[g0 + cc] * sums[2 * (n * c + g0 + cc) + 1] }
-                a /= Float(len); b /= Float(len)
-                let m = mean[ng], rs = rstd[ng]
-                for cc in 0..<cpg {
-                    let ch = g0 + cc, off = (n * c + ch) * p.spatial, g = gamma[ch]
-                    for i in 0..<p.spatial { let xh = (x[off + i] - m) * rs; dx[off + i] = rs * (g * dy[off + i] - a - xh * b) }
-                }
-            }
-        }
     }
 }
