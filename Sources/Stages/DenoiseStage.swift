@@ -67,6 +67,7 @@ public struct DenoiseStage: StageKind {
         let weights = try SampleStage.weights(in: model, atKimg: c.atKimg, stage: context.stageName)
         do {
             let (net, meta) = try SongUNet.loadEMA(weights)
+            net.retainsForBackward = false  // the loss is evaluated, never differentiated
             let data = try DatasetArtifact.open(directory: dataURL)
             guard data.resolution == meta.resolution, data.channels == meta.network.imageChannels else {
                 throw StageError("\(context.stageName): the data set is \(data.resolution)x\(data.resolution)x\(data.channels), "

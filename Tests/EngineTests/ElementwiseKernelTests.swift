@@ -101,7 +101,7 @@ import Testing
         #expect(retaining.forward(x).data == sampling.forward(x).data)
     }
 
-    @Test func aNetworkOutOfTrainingModeGivesTheSameBits() {
+    @Test func aForwardOnlyNetworkGivesTheSameBits() {
         let config = UNetConfig(imageChannels: 1, coordinates: false, modelChannels: 16, channelMult: [1, 2], numBlocks: 1,
                                 attentionLevels: [1], dropout: 0)
         let net = SongUNet(config: config, seed: 5)
@@ -110,6 +110,11 @@ import Testing
         let noise: [Float] = [-1.2, 0.3, 2.5]
         let training = net.forward(x, noiseLabels: noise)
         net.isTraining = false
+        net.retainsForBackward = false
         #expect(net.forward(x, noiseLabels: noise).data == training.data)
+        // Evaluation mode alone still allows a backward (gradients of a loss in eval mode).
+        net.retainsForBackward = true
+        _ = net.forward(x, noiseLabels: noise)
+        #expect(net.backwardToInput(Tensor(repeating: 1, shape: training.shape)).shape == x.shape)
     }
 }

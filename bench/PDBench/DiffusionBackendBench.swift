@@ -33,9 +33,9 @@ struct DiffusionBackendBench: ParsableCommand {
         let xs = Tensor(randomNormal: [sampleBatch, c, r, r], using: &rng)
         let grid = PatchCoordinates.fullGrid(count: sampleBatch, size: r, normalizingResolution: r)
         let pre = EDMPreconditioning()
-        func step(_ t: BenchTraining) { t.net.isTraining = true; t.step(size: r) }
+        func step(_ t: BenchTraining) { (t.net.isTraining, t.net.retainsForBackward) = (true, true); t.step(size: r) }
         func forward(_ t: BenchTraining) -> Tensor {
-            t.net.isTraining = false
+            (t.net.isTraining, t.net.retainsForBackward) = (false, false)  // as sampling runs it
             return pre.denoise(t.net, xs, sigmas: Array(repeating: 1.0, count: sampleBatch), coordinates: grid)
         }
         // Same weights in both engines: their forward outputs agree to fp32 rounding.

@@ -51,7 +51,7 @@ struct DiffusionBench: ParsableCommand {
 
         var stepTime: [Int: (median: Double, spread: Double)] = [:]
         for s in patches.sizes.reversed() { stepTime[s] = measure { training.step(size: s) } }
-        net.isTraining = false
+        (net.isTraining, net.retainsForBackward) = (false, false)  // as sampling runs it
         let xs = Tensor(randomNormal: [sampleBatch, c, r, r], using: &rng)
         let grid = PatchCoordinates.fullGrid(count: sampleBatch, size: r, normalizingResolution: r)
         let pre = EDMPreconditioning()

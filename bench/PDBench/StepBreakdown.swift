@@ -54,20 +54,20 @@ struct StepBreakdown: ParsableCommand {
             ours["\(prefix).total", default: []].append(total)
             return t[.convForward]!.flops + t[.convBackward]!.flops
         }
-        training.net.isTraining = true
+        (training.net.isTraining, training.net.retainsForBackward) = (true, true)
         training.step(size: r)  // warm-up: scratch buffers, primitives
-        training.net.isTraining = false
+        (training.net.isTraining, training.net.retainsForBackward) = (false, false)
         forward()
         for _ in 0..<rounds {
             for _ in 0..<steps {
-                training.net.isTraining = true
+                (training.net.isTraining, training.net.retainsForBackward) = (true, true)
                 profiler.reset()
                 let phases = training.timedStep(size: r)
                 convFlops.step = split("step", total: phases.lossAndGradients)
                 ours["step.data", default: []].append(phases.data)
                 ours["step.optimizer", default: []].append(phases.optimizer)
                 ours["step.all", default: []].append(phases.data + phases.lossAndGradients + phases.optimizer)
-                training.net.isTraining = false
+                (training.net.isTraining, training.net.retainsForBackward) = (false, false)
                 profiler.reset()
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 forward()

@@ -26,6 +26,7 @@ public final class ImageGenerator {
             throw DiffusionError("resolution \(size) is not a multiple of \(meta.network.sizeDivisor) (the U-Net's downsampling)")
         }
         (self.net, self.weights, self.sampler, self.outputResolution, self.coordinateMode) = (net, meta, sampler, size, coordinateMode)
+        net.retainsForBackward = false  // sampling is forward only
     }
 
     /// Images `first ..< first + count` of `seed`, NCHW in roughly [-1, 1].

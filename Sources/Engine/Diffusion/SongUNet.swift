@@ -27,11 +27,13 @@ public final class SongUNet: Module, DenoiserNetwork {
     public var imageChannels: Int { config.imageChannels }
     public var usesCoordinates: Bool { config.coordinates }
     public var isTraining: Bool = true {
-        didSet {
-            for d in dropoutLayers { d.isTraining = isTraining }
-            // Sampling never calls backward: its activations need not be kept.
-            for s in siluLayers { s.retainsForBackward = isTraining }
-        }
+        didSet { for d in dropoutLayers { d.isTraining = isTraining } }
+    }
+    /// Off for forward-only use (sampling): layers then keep nothing for a backward, which saves
+    /// memory traffic and gives the same outputs. Independent of `isTraining` (evaluation mode
+    /// still allows gradients, e.g. of a loss).
+    public var retainsForBackward: Bool = true {
+        didSet { for s in siluLayers { s.retainsForBackward = retainsForBackward } }
     }
 
     /// Builds the network with EDM's initialisation from `seed` (weights) and `seed`-derived dropout streams.
