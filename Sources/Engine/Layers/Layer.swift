@@ -6,7 +6,7 @@
 ///   second `forward` overwrites the cache, and `backward` releases it (as in PyTorch without
 ///   retain_graph), so training's peak memory is the activations plus the gradients in flight. For sampling set `Dropout.isTraining = false`
 ///   (the only layer whose forward depends on the mode) and, forward-only, `SiLU.retainsForBackward
-///   = false` (`SongUNet` sets both for its layers); other layers' caches are references, so free.
+///   = false` (`SongUNet` sets both for its layers); the other layers cache only tensors their forward computes anyway.
 /// - **Backward accumulates.** `backward(_ dy:)` returns dL/dx for the cached forward and
 ///   ADDS dL/dparam into each `Parameter.grad` (`+=`), so gradients from several
 ///   calls/micro-batches sum up. Call `zeroGrad()` before each optimiser step's first backward.
