@@ -296,18 +296,10 @@ public struct BLASBackend: ComputeBackend {
     public func groupNormForward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
                                  beta: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
                                  mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>) {
-        let cpg = p.channels / p.groups, len = cpg * p.spatial
+        let len = p.channels / p.groups * p.spatial
         Engine.parallelFor(p.batch * p.groups, costPerItem: len * 3) { r in
             GroupNormKernels.statistics(x, length: len, eps: p.eps, range: r, mean: mean, rstd: rstd)
-            for ng in r {
-                let base = ng * len, mf = mean[ng], rs = rstd[ng]
-                let g0 = (ng % p.groups) * cpg
-                for c in 0..<cpg {
-                    let a = rs * gamma[g0 + c], b = beta[g0 + c] - mf * a
-                    let xc = x + base + c * p.spatial, yc = y + base + c * p.spatial
-                    for i in 0..<p.spatial { yc[i] = xc[i] * a + b }
-                }
-            }
+            GroupNormKernels.normalize(p, x: x, gamma: gamma, beta: beta, mean: mean, rstd: rstd, y: y, range: r)
         }
     }
 
@@ -315,7 +307,7 @@ public struct BLASBackend: ComputeBackend {
                                   mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                                   dx: UnsafeMutablePointer<Float>, dGamma: UnsafeMutablePointer<Float>,
                                   dBeta: UnsafeMutablePointer<Float>) {
-        let cpg = p.channels / p.groups, len = cpg * p.spatial, c = p.channels
+        let cpg = p.channels / p.groups, c = p.channels
         // Per (n, channel) sums of dy and dy * xhat: used both for dGamma/dBeta and for dx.
         let sums = UnsafeMutablePointer<Float>.allocate(capacity: 2 * p.batch * c)
         defer { sums.deallocate() }
@@ -324,31 +316,7 @@ public struct BLASBackend: ComputeBackend {
             GroupNormKernels.channelSums(x: x, dy: dy, length: p.spatial, range: r, centre: { mean[group($0)] }, sums: sums)
             for nc in r { sums[2 * nc + 1] *= rstd[group(nc)] }
         }
-        for n in 0..<p.batch {
-            for ch in 0..<c { dBeta[ch] += sums[2 * (n * c + ch)]; dGamma[ch] += sums[2 * (n * c + ch) + 1] }
-        }
-        // dx = rstd * (g*dy - mean(g*dy) - xhat * mean(g*dy*xhat)) over the group.
-        Engine.parallelFor(p.batch * p.groups, costPerItem: len * 2) { r in
-            for ng in r {
-                let n = ng / p.groups, g0 = (ng % p.groups) * cpg
-                var a: Float = 0, b: Float = 0
-                for cc in 0..<cpg {
-                    let ch = g0 + cc
-                    a += gamma[ch] * sums[2 * (n * c + ch)]
-                    b += gamma[ch] * sums[2 * (n * c + ch) + 1]
-                }
-                a /= Float(len); b /= Float(len)
-                let m = mean[ng], rs = rstd[ng]
-                for cc in 0..<cpg {
-                    let ch = g0 + cc, off = (n * c + ch) * p.spatial
-                    let xs = x + off, ds = dy + off, out = dx + off
-                    let g = gamma[ch]
-                    for i in 0..<p.spatial {
-                        let xh = (xs[i] - m) * rs
-                        out[i] = rs * (g * ds[i] - a - xh * b)
-                    }
-                }
-            }
-        }
+        GroupNormKernels.backward(fromSums: sums, p, x: x, gamma: gamma, mean: mean, rstd: rstd, dy: dy, dx: dx,
+                                  dGamma: dGamma, dBeta: dBeta)
     }
 }

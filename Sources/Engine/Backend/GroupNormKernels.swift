@@ -78,41 +78,30 @@ public enum GroupNormKernels {
         return (sdy, sdyx)
     }
 
-    /// The whole forward with one group at a time (`reference`): the engine's forward before the
-    /// interleaved kernels, kept as the baseline of tests and `pdpipe-bench norm-ab`.
-    public static func oneGroupAtATimeForward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
-                                              beta: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
-                                              mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>) {
+    /// The forward's second pass for the groups `range` (image n, group g at n * groups + g):
+    /// y = (x - mean) * rstd * gamma + beta, per channel as y = x * a + b.
+    public static func normalize(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                                 beta: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
+                                 y: UnsafeMutablePointer<Float>, range: Range<Int>) {
         let cpg = p.channels / p.groups, len = cpg * p.spatial
-        Engine.parallelFor(p.batch * p.groups, costPerItem: len * 3) { r in
-            for ng in r {
-                let base = ng * len
-                (mean[ng], rstd[ng]) = GroupNormKernels.reference(x + base, length: len, eps: p.eps)
-                let g0 = (ng % p.groups) * cpg
-                for c in 0..<cpg {
-                    let a = rstd[ng] * gamma[g0 + c], b = beta[g0 + c] - mean[ng] * a
-                    let xc = x + base + c * p.spatial, yc = y + base + c * p.spatial
-                    for i in 0..<p.spatial { yc[i] = xc[i] * a + b }
-                }
+        for ng in range {
+            let base = ng * len, g0 = (ng % p.groups) * cpg
+            for c in 0..<cpg {
+                let a = rstd[ng] * gamma[g0 + c], b = beta[g0 + c] - mean[ng] * a
+                let xc = x + base + c * p.spatial, yc = y + base + c * p.spatial
+                for i in 0..<p.spatial { yc[i] = xc[i] * a + b }
             }
         }
     }
 
-    /// The whole backward with one channel at a time (`channelSumsReference`), likewise.
-    public static func oneChannelAtATimeBackward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
-                                                 mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                                                 dx: UnsafeMutablePointer<Float>, dGamma: UnsafeMutablePointer<Float>,
-                                                 dBeta: UnsafeMutablePointer<Float>) {
+    /// The backward from the per-(image, channel) sums (sums[2 nc] = sum(dy), sums[2 nc + 1] =
+    /// sum(dy * xhat)): dBeta and dGamma accumulate them over the batch, and
+    /// dx = rstd * (g*dy - mean(g*dy) - xhat * mean(g*dy*xhat)) over each group.
+    public static func backward(fromSums sums: UnsafePointer<Float>, _ p: GroupNormShape, x: UnsafePointer<Float>,
+                                gamma: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
+                                dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
+                                dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>) {
         let cpg = p.channels / p.groups, len = cpg * p.spatial, c = p.channels
-        let sums = UnsafeMutablePointer<Float>.allocate(capacity: 2 * p.batch * c)
-        defer { sums.deallocate() }
-        Engine.parallelFor(p.batch * c, costPerItem: p.spatial * 2) { r in
-            for nc in r {
-                let ng = (nc / c) * p.groups + (nc % c) / cpg
-                let s = GroupNormKernels.channelSumsReference(x: x + nc * p.spatial, dy: dy + nc * p.spatial, length: p.spatial, centre: mean[ng])
-                sums[2 * nc] = s.dy; sums[2 * nc + 1] = s.dyx * rstd[ng]
-            }
-        }
         for n in 0..<p.batch {
             for ch in 0..<c { dBeta[ch] += sums[2 * (n * c + ch)]; dGamma[ch] += sums[2 * (n * c + ch) + 1] }
         }
@@ -120,14 +109,53 @@ public enum GroupNormKernels {
             for ng in r {
                 let n = ng / p.groups, g0 = (ng % p.groups) * cpg
                 var a: Float = 0, b: Float = 0
-                for cc in 0..<cpg { a += gamma[g0 + cc] * sums[2 * (n * c + g0 + cc)]; b += gamma[g0 + cc] * sums[2 * (n * c + g0 + cc) + 1] }
+                for cc in 0..<cpg {
+                    let ch = g0 + cc
+                    a += gamma[ch] * sums[2 * (n * c + ch)]
+                    b += gamma[ch] * sums[2 * (n * c + ch) + 1]
+                }
                 a /= Float(len); b /= Float(len)
                 let m = mean[ng], rs = rstd[ng]
                 for cc in 0..<cpg {
-                    let ch = g0 + cc, off = (n * c + ch) * p.spatial, g = gamma[ch]
-                    for i in 0..<p.spatial { let xh = (x[off + i] - m) * rs; dx[off + i] = rs * (g * dy[off + i] - a - xh * b) }
+                    let ch = g0 + cc, off = (n * c + ch) * p.spatial
+                    let xs = x + off, ds = dy + off, out = dx + off
+                    let g = gamma[ch]
+                    for i in 0..<p.spatial {
+                        let xh = (xs[i] - m) * rs
+                        out[i] = rs * (g * ds[i] - a - xh * b)
+                    }
                 }
             }
         }
+    }
+
+    /// The forward with one group at a time (`reference`): the engine's forward before the
+    /// interleaved kernels, kept as the baseline of tests and `pdpipe-bench norm-ab`.
+    public static func oneGroupAtATimeForward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                                              beta: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                                              mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>) {
+        let len = p.channels / p.groups * p.spatial
+        Engine.parallelFor(p.batch * p.groups, costPerItem: len * 3) { r in
+            for ng in r { (mean[ng], rstd[ng]) = reference(x + ng * len, length: len, eps: p.eps) }
+            normalize(p, x: x, gamma: gamma, beta: beta, mean: mean, rstd: rstd, y: y, range: r)
+        }
+    }
+
+    /// The backward with one channel at a time (`channelSumsReference`), likewise.
+    public static func oneChannelAtATimeBackward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                                                 mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                                                 dx: UnsafeMutablePointer<Float>, dGamma: UnsafeMutablePointer<Float>,
+                                                 dBeta: UnsafeMutablePointer<Float>) {
+        let cpg = p.channels / p.groups, c = p.channels
+        let sums = UnsafeMutablePointer<Float>.allocate(capacity: 2 * p.batch * c)
+        defer { sums.deallocate() }
+        Engine.parallelFor(p.batch * c, costPerItem: p.spatial * 2) { r in
+            for nc in r {
+                let ng = (nc / c) * p.groups + (nc % c) / cpg
+                let s = channelSumsReference(x: x + nc * p.spatial, dy: dy + nc * p.spatial, length: p.spatial, centre: mean[ng])
+                sums[2 * nc] = s.dy; sums[2 * nc + 1] = s.dyx * rstd[ng]
+            }
+        }
+        backward(fromSums: sums, p, x: x, gamma: gamma, mean: mean, rstd: rstd, dy: dy, dx: dx, dGamma: dGamma, dBeta: dBeta)
     }
 }
