@@ -7,6 +7,9 @@ public enum EngineInfo {
     /// The compute backend stages use (`openblas`, `onednn`).
     public static var backend: String { Engine.defaultBackend.name }
 
+    /// Why that backend: the start-up selection's detail (library and ISA, or the fallback's reason).
+    public static var backendDetail: String { BackendSelection.report.detail }
+
     /// The CPU model (`model name` of /proc/cpuinfo), read once.
     public static let cpuModel: String = {
         guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),

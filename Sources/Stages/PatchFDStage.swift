@@ -14,6 +14,7 @@ public struct PatchFDStage: StageKind {
     public init() {}
     public var name: String { "patchfd" }
     public var version: Int { 1 }
+    public var computesWithEngine: Bool { true }
 
     public struct Config: StageConfig, Equatable {
         /// 0: all samples.

@@ -28,6 +28,7 @@ public struct PatchStatsStage: StageKind {
     public init() {}
     public var name: String { "patchstats" }
     public var version: Int { 1 }
+    public var computesWithEngine: Bool { true }
 
     public enum Extractor: String, Sendable, CaseIterable, ConfigEnum {
         case featurenet, randomCNN = "random-cnn"

@@ -15,6 +15,7 @@ public struct SampleStage: StageKind {
     public var name: String { "sample" }
     // 2: measurements (seconds, speeds) left the artifact for the store.
     public var version: Int { 2 }
+    public var computesWithEngine: Bool { true }
 
     public struct Config: StageConfig, Equatable {
         /// Name of the consumed train stage; empty: the only input.
@@ -36,6 +37,8 @@ public struct SampleStage: StageKind {
         /// 0: the trained resolution.
         public var resolution = 0
         public var coordinates = ImageGenerator.CoordinateMode.extrapolate
+        /// Convolution precision of the sampling network (any trained model samples in either).
+        public var precision = Precision.fp32
 
         public init() {}
 
@@ -62,6 +65,8 @@ public struct SampleStage: StageKind {
             .field("resolution", \.resolution, help: "output size; 0: the trained resolution", check: .between(0, 4096)),
             .field("coordinates", \.coordinates,
                    help: "coordinates of a canvas larger than trained: extrapolate (past +1) or rescale (into [-1, 1])"),
+            .field("precision", \.precision, help: "convolution precision: fp32, or bf16 mixed precision (native bf16 CPUs only)",
+                   keyOmittedAtDefault: true, check: .runsHere),
         ]
     }
 
@@ -128,9 +133,10 @@ public struct SampleStage: StageKind {
         let seed = UInt64(p.seed)
         let resolution = p.resolution
         do {
-            let generator = try ImageGenerator(
-                weightsURL: weights, sampler: sampler, outputResolution: resolution > 0 ? resolution : nil,
-                coordinateMode: p.coordinates)
+            let generator = try Engine.withBackend(try TrainStage.backend(p.precision, stage: context.stageName)) {
+                try ImageGenerator(weightsURL: weights, sampler: sampler, outputResolution: resolution > 0 ? resolution : nil,
+                                   coordinateMode: p.coordinates)
+            }
             let r = generator.outputResolution, c = generator.net.imageChannels
             if let problem = Self.memoryProblem(count: count, resolution: r, channels: c) { throw StageError("\(context.stageName): \(problem)") }
             context.emit(.log("sample: \(count) images \(r)x\(r)x\(c), \(sampler.steps) Heun steps (\(sampler.evaluations) evaluations), seed \(seed)"))

@@ -222,6 +222,9 @@ public struct ConfigField<Config: StageConfig>: Sendable {
     public let isOperational: Bool
     /// The field lists param keys the stage reads; the runner passes their values in `StageContext.paramValues`.
     public let listsParamKeys: Bool
+    /// At its default the field is left out of the stage key: a field added to a kind after results
+    /// were recorded, whose default computes what the kind computed before, keeps those keys valid.
+    public let keyOmittedAtDefault: Bool
     /// The accepted values in words, for help output (nil: any value of the type).
     public let bounds: String?
     let read: @Sendable (Config) -> ParamValue
@@ -229,12 +232,13 @@ public struct ConfigField<Config: StageConfig>: Sendable {
 
     public static func field<Value: ConfigValue>(
         _ name: String, _ keyPath: WritableKeyPath<Config, Value> & Sendable, help: String = "",
-        required: Bool = false, operational: Bool = false, listsParamKeys: Bool = false, check: Check<Value>? = nil
+        required: Bool = false, operational: Bool = false, listsParamKeys: Bool = false, keyOmittedAtDefault: Bool = false,
+        check: Check<Value>? = nil
     ) -> ConfigField {
         let test = check?.test
         return ConfigField(
             name: name, help: help, type: Value.paramType, isRequired: required, isOperational: operational,
-            listsParamKeys: listsParamKeys, bounds: check?.summary,
+            listsParamKeys: listsParamKeys, keyOmittedAtDefault: keyOmittedAtDefault, bounds: check?.summary,
             read: { $0[keyPath: keyPath].param },
             write: { raw, config in
                 guard let value = Value(param: raw) else {
@@ -249,7 +253,8 @@ public struct ConfigField<Config: StageConfig>: Sendable {
     /// The erased description (for the spec loader, the expansion and help output).
     public var erased: FieldDescription {
         FieldDescription(name: name, help: help, type: type, defaultValue: isRequired ? nil : read(Config()),
-                         isOperational: isOperational, listsParamKeys: listsParamKeys, bounds: bounds)
+                         isOperational: isOperational, listsParamKeys: listsParamKeys, keyOmittedAtDefault: keyOmittedAtDefault,
+                         bounds: bounds)
     }
 }
 
@@ -262,6 +267,7 @@ public struct FieldDescription: Sendable, Equatable {
     public var defaultValue: ParamValue?
     public var isOperational: Bool
     public var listsParamKeys: Bool
+    public var keyOmittedAtDefault: Bool
     public var bounds: String?
 }
 

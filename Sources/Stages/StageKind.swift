@@ -158,6 +158,9 @@ public protocol StageKind: Sendable {
     /// byte for byte (train: the snapshots up to the old kimg; not its log or config). `status`
     /// decides consumers of only such files before the extension runs. Default: none kept.
     func extensionKeeps(_ path: String, fromBudget budget: Double) -> Bool
+    /// Whether the kind computes with the engine's backend (convolutions, matrix products), so its
+    /// output bits depend on which backend runs it: OpenBLAS and oneDNN agree only to rounding.
+    var computesWithEngine: Bool { get }
 }
 
 extension StageKind {
@@ -167,6 +170,7 @@ extension StageKind {
     public func extensionProblem(_ config: Config) -> String? { nil }
     public func inputFiles(_ config: Config, consumed: [String]) -> [String: [String]] { [:] }
     public func extensionKeeps(_ path: String, fromBudget budget: Double) -> Bool { false }
+    public var computesWithEngine: Bool { false }
 }
 
 /// The erased path: the registry holds `[any StageKind]` and the pipeline layer passes resolved

@@ -17,6 +17,7 @@ public struct TrainStage: StageKind {
     public var name: String { "train" }
     // 2: measurements (seconds, speeds) left the artifact for the store.
     public var version: Int { 2 }
+    public var computesWithEngine: Bool { true }
 
     /// The fields of a train stage. Bounds keep memory and time finite: a batch, width or length
     /// beyond them could not run on a CPU here, and would otherwise abort in an allocation or
@@ -46,6 +47,8 @@ public struct TrainStage: StageKind {
         public var tickKimg = 1.0
         /// Not operational: snapshots are part of the artifact. 0: none.
         public var snapshotKimg = 0.0
+        /// Convolution precision (bf16: mixed precision on CPUs with native bf16 kernels).
+        public var precision = Precision.fp32
 
         public init() {}
 
@@ -83,6 +86,8 @@ public struct TrainStage: StageKind {
             .field("snapshot_kimg", \.snapshotKimg,
                    help: "keep the EMA weights every this many counted kimg in snapshots/ (0: none); `sample` picks one with at_kimg",
                    check: .between(0, maxKimg)),
+            .field("precision", \.precision, help: "convolution precision: fp32, or bf16 mixed precision (native bf16 CPUs only)",
+                   keyOmittedAtDefault: true, check: .runsHere),
         ]
     }
 
@@ -147,7 +152,10 @@ public struct TrainStage: StageKind {
         do {
             let data = try DatasetArtifact.open(directory: dataURL)
             let config = Self.trainingConfig(fields, resolution: data.resolution, channels: data.channels)
-            let trainer = try PatchDiffusionTrainer(config: config, images: data)
+            // Layers keep the backend they are built with: bf16 builds the network on oneDNN in bf16.
+            let trainer = try Engine.withBackend(try Self.backend(fields.precision, stage: context.stageName)) {
+                try PatchDiffusionTrainer(config: config, images: data)
+            }
             try FileManager.default.createDirectory(at: context.workDirectory, withIntermediateDirectories: true)
             let emit = context.emit
             let total = config.totalKimg
@@ -241,6 +249,23 @@ extension TrainStage {
 }
 
 extension PatchSchedule.Kind: ConfigEnum {}
+extension Precision: ConfigEnum {}
+
+extension Check where Value == Precision {
+    /// The precision can run on this CPU (bf16 needs native bf16 kernels; never emulated).
+    static var runsHere: Check {
+        Check("fp32, or bf16 where the CPU has native bf16 kernels") { $0.unsupportedReason }
+    }
+}
+
+extension TrainStage {
+    /// The backend a network of `precision` computes on (the start-up choice for fp32).
+    static func backend(_ precision: Precision, stage: String) throws -> any ComputeBackend {
+        do { return try Engine.backend(for: precision) } catch {
+            throw StageError("\(stage): precision \(precision.rawValue): \(error)")
+        }
+    }
+}
 
 extension Check where Value == Double {
     /// Optimisers run in float32: a rate beyond Float's range would become inf there. A huge finite

@@ -80,7 +80,8 @@ struct BackendOneDNNTests {
         #expect(BackendSelection.selfCheckError(try OneDNNBackend()) < BackendSelection.tolerance)
         let (b, r) = BackendSelection.decide(setting: "auto", makeOneDNN: { try OneDNNBackend() })
         #expect(b.name == "onednn" && r.backend == "onednn")
-        #expect(BackendSelection.decide(setting: nil, makeOneDNN: { try OneDNNBackend() }).0.name == "openblas")
+        // Unset means auto: oneDNN where it loads and agrees with OpenBLAS.
+        #expect(BackendSelection.decide(setting: nil, makeOneDNN: { try OneDNNBackend() }).0.name == "onednn")
         #expect(r.description.contains("oneDNN \(OneDNN.version!)"))
         #expect(BackendSelection.decide(setting: "onednn", makeOneDNN: { try OneDNNBackend() }).0.name == "onednn")
     }
@@ -121,6 +122,7 @@ struct BackendOneDNNTests {
         #expect(b.name == "openblas")
         #expect(r.detail.contains("fallback") && r.detail.contains("cannot open"))
         #expect(BackendSelection.decide(setting: "onednn", makeOneDNN: { throw Broken() }).0.name == "openblas")
+        #expect(BackendSelection.decide(setting: nil, makeOneDNN: { throw Broken() }).0.name == "openblas")
     }
 
     @Test(.enabled(if: OneDNN.isAvailable)) func fallsBackWhenTheSelfCheckFails() {

@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 import Testing
 @testable import Pipeline
@@ -19,11 +20,20 @@ import Testing
 
     struct Result { var status: Int32; var out: String; var err: String }
 
+    /// The environment for a spawned `pdpipe`: this process's, with the compute backend the tests'
+    /// in-process runs use (OpenBLAS), so results and keys of both agree. (The binary's own default
+    /// is oneDNN where it loads; `BackendKeyTests` spawns it on each backend explicitly.)
+    static func environment(_ extra: [String: String] = [:]) -> [String: String] {
+        ProcessInfo.processInfo.environment.merging(["PDPIPE_BACKEND": Engine.defaultBackend.name]) { $1 }
+            .merging(extra) { $1 }
+    }
+
     static func start(_ args: [String], in dir: URL) throws -> (Process, Pipe, Pipe) {
         let p = Process()
         p.executableURL = try binary()
         p.arguments = args
         p.currentDirectoryURL = dir
+        p.environment = environment()
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err

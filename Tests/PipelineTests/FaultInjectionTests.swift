@@ -224,9 +224,7 @@ import Testing
         p.executableURL = try CLITests.binary()
         p.arguments = args
         p.currentDirectoryURL = dir
-        var env = ProcessInfo.processInfo.environment
-        env["PDPIPE_FAULT_POINT"] = faultPoint
-        p.environment = env
+        p.environment = CLITests.environment(["PDPIPE_FAULT_POINT": faultPoint])
         let out = Pipe()
         p.standardOutput = out
         p.standardError = out

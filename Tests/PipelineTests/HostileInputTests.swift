@@ -21,6 +21,7 @@ import Yams
             p.executableURL = URL(fileURLWithPath: "/bin/sh")
             p.arguments = ["-c", "ulimit -v \(limitKB) && exec " + quoted.joined(separator: " ")]
             p.currentDirectoryURL = dir
+            p.environment = CLITests.environment()
             let out = Pipe(), err = Pipe()
             p.standardOutput = out
             p.standardError = err

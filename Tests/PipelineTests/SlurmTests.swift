@@ -16,7 +16,7 @@ final class LocalSlurm: @unchecked Sendable {
     let conf: String
     /// The environment for the driver and Slurm's tools: this cluster's SLURM_CONF.
     var environment: [String: String] {
-        ProcessInfo.processInfo.environment.merging(["SLURM_CONF": conf]) { _, new in new }
+        CLITests.environment(["SLURM_CONF": conf])
     }
 
     init() throws {

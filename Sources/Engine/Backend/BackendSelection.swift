@@ -2,11 +2,11 @@ import Foundation
 
 /// Start-up choice of the compute backend, like `BLASKernel` for the OpenBLAS kernel.
 ///
-/// `PDPIPE_BACKEND`: unset or `openblas` = OpenBLAS (the default until oneDNN's speed-up is
-/// measured on a quiet machine, and because stage keys do not yet name the backend, whose results
-/// differ from OpenBLAS's in the last bits); `auto` = oneDNN when it loads and passes the
-/// self-check, else OpenBLAS with the reason; `onednn` = oneDNN, still self-checked (a
-/// failure falls back to OpenBLAS with a message rather than running on a broken library).
+/// `PDPIPE_BACKEND`: unset or `auto` = oneDNN when it loads and passes the self-check, else
+/// OpenBLAS with the reason (oneDNN's fp32 convolutions make a training step ~1.2x faster on an
+/// AVX2 EPYC, results/diffusion-bench.md); `onednn` = the same, named explicitly; `openblas` =
+/// OpenBLAS. Stage keys name a backend other than OpenBLAS (`engine.backend`), since results of
+/// the two differ in the last bits: a result computed on one is never restored for the other.
 /// The self-check runs small convolutions (3x3 and 1x1, with and without bias, forward,
 /// backward-data and backward-weights) on both backends and compares them.
 public enum BackendSelection {
@@ -33,11 +33,10 @@ public enum BackendSelection {
     static func decide(setting: String?, makeOneDNN: () throws -> OneDNNBackend,
                        check: (OneDNNBackend) -> Double = { selfCheckError($0) }) -> (any ComputeBackend, Report) {
         let blas = BLASBackend()
-        let s = (setting ?? "openblas").lowercased()
+        let s = (setting ?? "auto").lowercased()
         switch s {
         case "openblas", "blas":
-            return (blas, Report(backend: blas.name, detail: setting == nil ? "default (PDPIPE_BACKEND=auto tries oneDNN)" : "PDPIPE_BACKEND=\(s)",
-                                 selfCheckError: nil))
+            return (blas, Report(backend: blas.name, detail: "PDPIPE_BACKEND=\(s)", selfCheckError: nil))
         case "auto", "", "onednn", "dnnl":
             let dnnl: OneDNNBackend
             do { dnnl = try makeOneDNN() } catch {

@@ -82,6 +82,9 @@ public struct JobTicket: Codable, Sendable {
     public var settled: [String: Input]
     public var runID: String
     public var threads: Int
+    /// The compute backend the submitting run computes keys for (`engine.backend`); the job
+    /// refuses to run on a node that would compute on another. nil in tickets of older versions.
+    public var backend: String? = nil
 
     public static func read(_ url: URL) throws -> JobTicket {
         try JSONDecoder().decode(JobTicket.self, from: Data(contentsOf: url))

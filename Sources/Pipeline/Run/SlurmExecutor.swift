@@ -217,7 +217,7 @@ extension Runner {
             let job = slurm.forKind(inst.kind.name)
             let ticket = JobTicket(spec: slurm.spec, overrides: slurm.overrides, cellID: inst.id, key: decided?.key.key,
                                    forced: Self.matches(inst, options.force), reason: reason, extending: base,
-                                   settled: ticketInputs, runID: runID, threads: job.cpus)
+                                   settled: ticketInputs, runID: runID, threads: job.cpus, backend: EngineInfo.backend)
             let safe = inst.id.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" ? $0 : "_" }
             let ticketURL = ticketDir.appendingPathComponent("\(pending.count + lines.count)-\(String(safe)).json")
             try ticket.write(to: ticketURL, in: store)
@@ -229,7 +229,10 @@ extension Runner {
             if let t = job.time { args += ["--time", t] }
             if let m = job.mem { args += ["--mem", m] }
             args += job.extra
-            args += ["--wrap", [slurm.executable, "job", "--store", store.root.path, "--ticket", ticketURL.path]
+            // The job asks for the submitter's backend (keys name it); a node that cannot provide it
+            // falls back and then refuses the ticket with both names.
+            args += ["--wrap", "PDPIPE_BACKEND=" + Self.shellQuoted(EngineInfo.backend) + " "
+                     + [slurm.executable, "job", "--store", store.root.path, "--ticket", ticketURL.path]
                 .map(Self.shellQuoted).joined(separator: " ")]
             var withDependency = args
             let parents = inst.inputs.values.sorted().compactMap { pending[$0]?.jobID }

@@ -21,6 +21,11 @@ extension Runner {
     /// against the submitted one, then computes under the key's lock (unless already recorded).
     public func runJob(_ ticket: JobTicket, isCancelled: @escaping @Sendable () -> Bool,
                        observe: @escaping @Sendable (RunEvent) -> Void) throws -> JobOutcome {
+        if let wanted = ticket.backend, wanted != EngineInfo.backend {
+            throw JobFailure(description: "the run was submitted for the \(wanted) backend, but this node computes on "
+                             + "\(EngineInfo.backend) (\(EngineInfo.backendDetail)); results of the two differ in the last "
+                             + "bits, so their keys differ: install the backend on the node or run with PDPIPE_BACKEND=\(EngineInfo.backend)")
+        }
         let chain = try select([ticket.cellID])
         guard let inst = chain.last, inst.id == ticket.cellID else {
             throw JobFailure(description: "`\(ticket.cellID)` is not an instance of \(ticket.spec) any more")

@@ -3,10 +3,13 @@ import Stages
 
 /// The key of a stage instance: SHA-256 over its components, each a canonical JSON text.
 /// Components: `scheme`, `kind`, `kind_version`, `field.<name>` (operational fields, which cannot
-/// change the result, are left out), `param.<key>`, `gathered.axes`/`gathered.cells` (a gathering
+/// change the result, are left out, and so are fields added later when at their default), `param.<key>`, `gathered.axes`/`gathered.cells` (a gathering
 /// stage's cells), `input.<stage>` (the upstream OUTPUT digest, for early cutoff), `file.<path>`
-/// (external file contents) and, for gathering kinds (which show upstream measurements),
-/// `measured.<stage>`.
+/// (external file contents), for gathering kinds (which show upstream measurements)
+/// `measured.<stage>`, and for kinds that compute with the engine on a backend other than
+/// OpenBLAS, `engine.backend` (backends agree only to rounding, so a result computed on one is not
+/// restored for the other; OpenBLAS adds no component, so keys recorded before backends were
+/// named stay valid).
 public struct StageKey: Sendable {
     /// Bump when the way keys are computed changes.
     public static let scheme = 1
@@ -44,14 +47,18 @@ public struct StageKey: Sendable {
     /// Computes the key; `inputDigests` are the consumed stages' artifact digests by stage name.
     public static func compute(_ inst: StageInstance, inputDigests: [String: String],
                                inputMeasurements: [String: [String: Double]] = [:], projectDirectory: URL,
-                               store: Store) throws -> StageKey {
+                               store: Store, backend: String = EngineInfo.backend) throws -> StageKey {
         var c: [String: String] = [
             "scheme": String(scheme),
             "kind": Digest.jsonString(inst.kind.name),
             "kind_version": String(inst.kind.version),
         ]
         let operational = Set(inst.kind.fields.filter(\.isOperational).map(\.name))
-        for (name, value) in inst.fields where !operational.contains(name) { c["field." + name] = Digest.canonicalJSON(value) }
+        let omittedDefaults = Dictionary(uniqueKeysWithValues: inst.kind.fields.filter(\.keyOmittedAtDefault).map { ($0.name, $0.defaultValue) })
+        for (name, value) in inst.fields where !operational.contains(name) {
+            if let omitted = omittedDefaults[name], omitted == value { continue }
+            c["field." + name] = Digest.canonicalJSON(value)
+        }
         for (key, value) in inst.reads { c["param." + key] = Digest.canonicalJSON(value) }
         for (name, value) in inst.gathered?.keyComponents ?? [:] { c["gathered." + name] = Digest.canonicalJSON(value) }
         let partial = inst.kind.inputFiles(inst.fields, consumed: Array(inst.inputs.keys).sorted())
@@ -65,8 +72,12 @@ public struct StageKey: Sendable {
             let display = relativePath(url, to: projectDirectory)
             c["file." + display] = Digest.jsonString(try store.dependencyDigest(url))
         }
+        if inst.kind.computesWithEngine && backend != referenceBackend { c["engine.backend"] = Digest.jsonString(backend) }
         return StageKey(components: c, budgetField: inst.kind.budgetField)
     }
+
+    /// The backend whose results carry no `engine.backend` component.
+    public static let referenceBackend = "openblas"
 
     /// `files:` + the digests of `paths` inside a stored artifact; nil when the artifact is not
     /// stored yet (a placeholder) or lacks a file, so the key falls back to the whole artifact and
