@@ -56,6 +56,13 @@ import Testing
         #expect(second.status == 0, "\(second.err)")
         let done = try Self.pdpipe(["status", "experiments/all.yaml", "--exit-code"], backend: "onednn", in: f.dir)
         #expect(done.status == 0, "\(done.out)")
+        // The stage contract holds on oneDNN too: recomputing every engine stage gives the same bytes.
+        let computed = try StageContractTests.artifacts(f)
+        let forced = try Self.pdpipe(["run", "experiments/all.yaml"] + engineKinds.flatMap { ["-f", $0] }, backend: "onednn", in: f.dir)
+        #expect(forced.status == 0, "\(forced.err)")
+        for id in engineKinds { #expect(Self.actions(forced.out)[id] == "RUN", "\(id): \(forced.out)") }
+        let recomputed = try StageContractTests.artifacts(f)
+        for id in engineKinds { #expect(recomputed[id] == computed[id], "\(id): recomputation on oneDNN changed the artifact") }
         let back = try Self.pdpipe(["status", "experiments/all.yaml"], backend: "openblas", in: f.dir)
         let restored = Self.actions(back.out)
         #expect(restored["data"] == "UP-TO-DATE", "\(back.out)")
