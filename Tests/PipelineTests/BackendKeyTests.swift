@@ -11,15 +11,7 @@ import Testing
 /// `PDPIPE_BACKEND`.
 @Suite(.enabled(if: OneDNN.isAvailable, "needs oneDNN (libdnnl)")) struct BackendKeyTests {
     static func pdpipe(_ args: [String], backend: String, in dir: URL) throws -> CLITests.Result {
-        let p = Process()
-        p.executableURL = try CLITests.binary()
-        p.arguments = args
-        p.currentDirectoryURL = dir
-        p.environment = ProcessInfo.processInfo.environment.merging(["PDPIPE_BACKEND": backend]) { $1 }
-        let out = Pipe(), err = Pipe()
-        (p.standardOutput, p.standardError) = (out, err)
-        try p.run()
-        return CLITests.finish((p, out, err))
+        try CLITests.pdpipe(args, in: dir, environment: ["PDPIPE_BACKEND": backend])
     }
 
     /// Each instance's action in `status` output ("RUN train (...)").

@@ -28,12 +28,12 @@ import Testing
             .merging(extra) { $1 }
     }
 
-    static func start(_ args: [String], in dir: URL) throws -> (Process, Pipe, Pipe) {
+    static func start(_ args: [String], in dir: URL, environment extra: [String: String] = [:]) throws -> (Process, Pipe, Pipe) {
         let p = Process()
         p.executableURL = try binary()
         p.arguments = args
         p.currentDirectoryURL = dir
-        p.environment = environment()
+        p.environment = environment(extra)
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
@@ -49,7 +49,9 @@ import Testing
                       err: String(decoding: err, as: UTF8.self))
     }
 
-    static func pdpipe(_ args: [String], in dir: URL) throws -> Result { finish(try start(args, in: dir)) }
+    static func pdpipe(_ args: [String], in dir: URL, environment: [String: String] = [:]) throws -> Result {
+        finish(try start(args, in: dir, environment: environment))
+    }
 
     /// Runs another program (chmod...) and waits for it.
     static func runTool(_ path: String, _ args: [String]) throws -> Int32 {
