@@ -4,8 +4,9 @@ import Stages
 /// The key of a stage instance: SHA-256 over its components, each a canonical JSON text.
 /// Components: `scheme`, `kind`, `kind_version`, `field.<name>` (operational fields, which cannot
 /// change the result, are left out, and so are fields added later when at their default),
-/// `param.<key>`, `gathered.axes`/`gathered.cells` (a gathering stage's cells), `input.<stage>` (the upstream OUTPUT digest, for early cutoff), `file.<path>`
-/// (external file contents), for gathering kinds (which show upstream measurements)
+/// `param.<key>`, `gathered.axes`/`gathered.cells` (a gathering stage's cells), `input.<stage>`
+/// (the upstream OUTPUT digest, for early cutoff), `file.<path>` (external file contents), for
+/// gathering kinds (which show upstream measurements)
 /// `measured.<stage>`, and for kinds that compute with the engine on a backend other than
 /// OpenBLAS, `engine.backend` (backends agree only to rounding, so a result computed on one is not
 /// restored for the other; OpenBLAS adds no component, so keys recorded before backends were
