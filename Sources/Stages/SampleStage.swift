@@ -133,7 +133,7 @@ public struct SampleStage: StageKind {
         let seed = UInt64(p.seed)
         let resolution = p.resolution
         do {
-            let generator = try Engine.withBackend(try TrainStage.backend(p.precision, stage: context.stageName)) {
+            let generator = try Engine.withBackend(try p.precision.backend(stage: context.stageName)) {
                 try ImageGenerator(weightsURL: weights, sampler: sampler, outputResolution: resolution > 0 ? resolution : nil,
                                    coordinateMode: p.coordinates)
             }

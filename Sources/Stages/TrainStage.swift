@@ -153,7 +153,7 @@ public struct TrainStage: StageKind {
             let data = try DatasetArtifact.open(directory: dataURL)
             let config = Self.trainingConfig(fields, resolution: data.resolution, channels: data.channels)
             // Layers keep the backend they are built with: bf16 builds the network on oneDNN in bf16.
-            let trainer = try Engine.withBackend(try Self.backend(fields.precision, stage: context.stageName)) {
+            let trainer = try Engine.withBackend(try fields.precision.backend(stage: context.stageName)) {
                 try PatchDiffusionTrainer(config: config, images: data)
             }
             try FileManager.default.createDirectory(at: context.workDirectory, withIntermediateDirectories: true)
@@ -258,11 +258,12 @@ extension Check where Value == Precision {
     }
 }
 
-extension TrainStage {
-    /// The backend a network of `precision` computes on (the start-up choice for fp32).
-    static func backend(_ precision: Precision, stage: String) throws -> any ComputeBackend {
-        do { return try Engine.backend(for: precision) } catch {
-            throw StageError("\(stage): precision \(precision.rawValue): \(error)")
+extension Precision {
+    /// The backend a network of this precision computes on in a stage (the start-up choice for
+    /// fp32); a failure names the stage. Shared by train and sample.
+    func backend(stage: String) throws -> any ComputeBackend {
+        do { return try Engine.backend(for: self) } catch {
+            throw StageError("\(stage): precision \(rawValue): \(error)")
         }
     }
 }

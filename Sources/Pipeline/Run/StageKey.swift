@@ -48,7 +48,7 @@ public struct StageKey: Sendable {
     /// Computes the key; `inputDigests` are the consumed stages' artifact digests by stage name.
     public static func compute(_ inst: StageInstance, inputDigests: [String: String],
                                inputMeasurements: [String: [String: Double]] = [:], projectDirectory: URL,
-                               store: Store, backend: String = EngineInfo.backend) throws -> StageKey {
+                               store: Store) throws -> StageKey {
         var c: [String: String] = [
             "scheme": String(scheme),
             "kind": Digest.jsonString(inst.kind.name),
@@ -73,6 +73,7 @@ public struct StageKey: Sendable {
             let display = relativePath(url, to: projectDirectory)
             c["file." + display] = Digest.jsonString(try store.dependencyDigest(url))
         }
+        let backend = EngineInfo.backend
         if inst.kind.computesWithEngine && backend != referenceBackend { c["engine.backend"] = Digest.jsonString(backend) }
         return StageKey(components: c, budgetField: inst.kind.budgetField)
     }
