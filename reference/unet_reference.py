@@ -11,7 +11,7 @@ Modes:
   bench            time a training step (forward + backward + Adam) and a sampling forward of the
                    benchmark config; prints one JSON line (used by `pdpipe-bench diffusion`).
                    With --profile: the loss-and-gradients pass and the forward split into conv,
-                   matmul, GroupNorm and the rest, plus Adam (used by `pdpipe-bench step-breakdown`).
+                   matmul, GroupNorm, SiLU and the rest, plus Adam (used by `pdpipe-bench step-breakdown`).
 Without torch the script prints a notice and exits 0 (skipped).
 """
 import argparse
@@ -305,6 +305,8 @@ def op_category(name):
         return "conv"
     if "groupnorm" in n:
         return "GroupNorm"
+    if "silu" in n:
+        return "SiLU"
     if n.removesuffix("backward0") in ("mm", "bmm", "addmm", "baddbmm", "matmul", "linear"):
         return "matmul"
     return "rest"
@@ -317,7 +319,7 @@ def breakdown(fn, runs):
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         for _ in range(runs):
             fn()
-    parts = {"conv": 0.0, "matmul": 0.0, "GroupNorm": 0.0, "rest": 0.0}
+    parts = {"conv": 0.0, "matmul": 0.0, "GroupNorm": 0.0, "SiLU": 0.0, "rest": 0.0}
     for e in prof.key_averages():
         parts[op_category(e.key)] += e.self_cpu_time_total
     whole = sum(parts.values()) or 1.0
@@ -347,7 +349,7 @@ if __name__ == "__main__":
     b.add_argument("--resolution", type=int, default=32)
     b.add_argument("--num-blocks", type=int, default=2)
     b.add_argument("--profile", action="store_true",
-                   help="split the step and the forward into conv, matmul, GroupNorm and the rest (torch.profiler)")
+                   help="split the step and the forward into conv, matmul, GroupNorm, SiLU and the rest (torch.profiler)")
     a = ap.parse_args()
     if a.mode == "crosscheck":
         sys.exit(0 if crosscheck(a.directory) else 1)

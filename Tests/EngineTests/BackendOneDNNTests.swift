@@ -53,7 +53,7 @@ struct BackendOneDNNTests {
         #expect(a.all == c.all)
     }
 
-    /// The whole U-Net (convs on oneDNN, the rest unchanged) against the OpenBLAS path: output
+    /// The whole U-Net (convs and SiLU's gate on oneDNN, the rest unchanged) against the OpenBLAS path: output
     /// and every parameter gradient within relative L2 1e-4 (deeper chains of fp32 rounding).
     @Test func unetGradientsMatchOpenBLAS() throws {
         let dnnl = try OneDNNBackend()
@@ -76,6 +76,38 @@ struct BackendOneDNNTests {
         }
     }
 
+    /// SiLU's gate from oneDNN's logistic against x / (1 + exp(-x)) in Float64, elementwise,
+    /// over sizes below and above the threads' split and values out to where exp saturates.
+    @Test(arguments: [1, 7, 40_000]) func siluMatchesItsDefinition(count: Int) throws {
+        let dnnl = try OneDNNBackend()
+        var rng = RandomGenerator(seed: UInt64(count))
+        var x = Tensor(randomNormal: [count], scale: 6, using: &rng).data
+        for (i, v) in [-100, -30, -1e-6, 0, 1e-6, 30, 100].enumerated() where i < count { x[i] = Float(v) }
+        var y = [Float](repeating: .nan, count: count), s = y
+        dnnl.siluForward(count: count, x: x, y: &y, sigmoid: &s)
+        for i in 0..<count {
+            let gate = 1 / (1 + exp(-Double(x[i])))
+            // Relative 1e-6, and absolute 1e-30 where the gate is subnormal in Float (x < -87):
+            // oneDNN flushes those to 0.
+            #expect(abs(Double(s[i]) - gate) <= 1e-6 * gate + 1e-30, "sigmoid(\(x[i])) = \(s[i]), want \(gate)")
+            #expect(abs(Double(y[i]) - Double(x[i]) * gate) <= 1e-6 * abs(Double(x[i]) * gate) + 1e-30,
+                    "silu(\(x[i])) = \(y[i])")
+        }
+    }
+
+    /// On oneDNN too, sampling mode (nothing kept for backward) gives the training forward's bits,
+    /// and the layer's gradient matches finite differences.
+    @Test func siluLayerOnOneDNN() throws {
+        let dnnl = try OneDNNBackend()
+        var rng = RandomGenerator(seed: 34)
+        let x = Tensor(randomNormal: [2, 16, 32, 32], scale: 4, using: &rng)
+        let retaining = SiLU(backend: dnnl), sampling = SiLU(backend: dnnl)
+        sampling.retainsForBackward = false
+        #expect(retaining.forward(x).data == sampling.forward(x).data)
+        let failures = GradientCheck().check(SiLU(backend: dnnl), input: LayerGradientTests.input([3, 2, 5, 7]).scaled(2))
+        #expect(failures.isEmpty, "\(failures)")
+    }
+
     @Test func selfCheckPassesAndSelectionPicksOneDNN() throws {
         #expect(BackendSelection.selfCheckError(try OneDNNBackend()) < BackendSelection.tolerance)
         let (b, r) = BackendSelection.decide(setting: "auto", makeOneDNN: { try OneDNNBackend() })
@@ -92,6 +124,8 @@ struct BackendOneDNNTests {
         let inside = Engine.withBackend(dnnl) { Conv2d(inChannels: 1, outChannels: 1, kernel: 3, rng: &rng) }
         let outside = Conv2d(inChannels: 1, outChannels: 1, kernel: 3, rng: &rng)
         #expect(inside.backend.name == "onednn")
+        let net = Engine.withBackend(dnnl) { SongUNet(config: DiffusionUNetTests.tiny, seed: 3) }
+        #expect(net.siluLayers.allSatisfy { $0.backend.name == "onednn" })
         #expect(outside.backend.name == Engine.defaultBackend.name)
     }
 
@@ -162,6 +196,9 @@ struct BackendOneDNNTests {
             func groupNormBackward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>, mean: UnsafePointer<Float>,
                                    rstd: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
                                    dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>) {}
+            func siluForward(count: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, sigmoid: UnsafeMutablePointer<Float>?) {}
+            func siluBackward(count: Int, x: UnsafePointer<Float>, sigmoid: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                              dx: UnsafeMutablePointer<Float>) {}
         }
         #expect(BackendSelection.selfCheckError(BLASBackend()) == 0)
         #expect(BackendSelection.selfCheckError(Off()) > BackendSelection.tolerance)

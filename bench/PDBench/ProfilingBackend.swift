@@ -7,7 +7,7 @@ import Foundation
 final class ProfilingBackend: ComputeBackend, @unchecked Sendable {
     enum Op: String, CaseIterable {
         case convForward = "conv forward", convBackward = "conv backward", matmul = "matmul", normForward = "GroupNorm forward",
-             normBackward = "GroupNorm backward"
+             normBackward = "GroupNorm backward", silu = "SiLU"
     }
 
     let inner: any ComputeBackend
@@ -76,5 +76,14 @@ final class ProfilingBackend: ComputeBackend, @unchecked Sendable {
         timed(.normBackward, flops: 0) {
             inner.groupNormBackward(p, x: x, gamma: gamma, mean: mean, rstd: rstd, dy: dy, dx: dx, dGamma: dGamma, dBeta: dBeta)
         }
+    }
+
+    func siluForward(count: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, sigmoid: UnsafeMutablePointer<Float>?) {
+        timed(.silu, flops: 0) { inner.siluForward(count: count, x: x, y: y, sigmoid: sigmoid) }
+    }
+
+    func siluBackward(count: Int, x: UnsafePointer<Float>, sigmoid: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                      dx: UnsafeMutablePointer<Float>) {
+        timed(.silu, flops: 0) { inner.siluBackward(count: count, x: x, sigmoid: sigmoid, dy: dy, dx: dx) }
     }
 }

@@ -25,7 +25,7 @@ struct StepBreakdown: ParsableCommand {
     @Option var python = "python3"
 
     /// Parts of the loss-and-gradients pass and of the forward, in table order.
-    static let parts = ["conv", "matmul", "GroupNorm", "rest"]
+    static let parts = ["conv", "matmul", "GroupNorm", "SiLU", "rest"]
 
     func run() throws {
         let kernel = Engine.startUp(threads: threads)
@@ -48,7 +48,7 @@ struct StepBreakdown: ParsableCommand {
         func split(_ prefix: String, total: Double) -> Double {
             let t = profiler.totals
             let parts = ["conv": t[.convForward]!.seconds + t[.convBackward]!.seconds, "matmul": t[.matmul]!.seconds,
-                         "GroupNorm": t[.normForward]!.seconds + t[.normBackward]!.seconds]
+                         "GroupNorm": t[.normForward]!.seconds + t[.normBackward]!.seconds, "SiLU": t[.silu]!.seconds]
             for (k, v) in parts { ours["\(prefix).\(k)", default: []].append(v) }
             ours["\(prefix).rest", default: []].append(total - parts.values.reduce(0, +))
             ours["\(prefix).total", default: []].append(total)
@@ -98,7 +98,7 @@ struct StepBreakdown: ParsableCommand {
         emit("CPU: \(cpu), \(ProcessInfo.processInfo.activeProcessorCount) cores, \(threads) threads; \(kernel); backend \(Engine.defaultBackend.name)  ")
         emit("Network: model_channels \(modelChannels), mult [1,2,2], \(numBlocks) block(s) per level, attention at 16x16, C = 3 (+2 coordinate channels), R = 32, fp32; training at p = 1 (full images).  ")
         emit("Load average at start / end: \(load0) / \(load1). Medians over \(rounds) interleaved rounds (\(steps) steps and forwards of ours per round, one PyTorch process per round).\n")
-        emit("Ours: each backend call (convolution, sgemm, GroupNorm) is timed at the seam; \"rest\" is the pass's wall time minus those (SiLU, adds, softmax, resampling, copies, noise and loss). PyTorch's: its unprofiled median split by the shares of torch.profiler's self time per op (conv*, mm/bmm/addmm/linear, group_norm*, everything else).\n")
+        emit("Ours: each backend call (convolution, sgemm, GroupNorm, SiLU) is timed at the seam; \"rest\" is the pass's wall time minus those (adds, softmax, resampling, copies, noise and loss). PyTorch's: its unprofiled median split by the shares of torch.profiler's self time per op (conv*, mm/bmm/addmm/linear, group_norm*, silu*, everything else).\n")
 
         func med(_ xs: [Double]?) -> Double? { guard let xs, !xs.isEmpty else { return nil }; return xs.sorted()[xs.count / 2] }
         func ms(_ x: Double?) -> String { x.map { f1($0 * 1000) } ?? "-" }
@@ -121,14 +121,14 @@ struct StepBreakdown: ParsableCommand {
         }
         emit("## Training step, batch \(batch)\n")
         table("step", rows: [("conv", "convolutions, forward + backward"), ("matmul", "matmuls (attention, embedding MLP)"),
-                             ("GroupNorm", "GroupNorm, forward + backward"),
-                             ("rest", "rest of forward + backward (SiLU, adds, softmax, resampling, copies, loss)"),
+                             ("GroupNorm", "GroupNorm, forward + backward"), ("SiLU", "SiLU, forward + backward"),
+                             ("rest", "rest of forward + backward (adds, softmax, resampling, copies, loss)"),
                              ("data", "data (crops, coordinates; PyTorch's inputs are prebuilt)"),
                              ("optimizer", "optimizer (ours: Adam + EMA; PyTorch: Adam)")],
               total: "all", flops: convFlops.step)
         emit("## Sampling forward, batch \(sampleBatch)\n")
         table("forward", rows: [("conv", "convolutions"), ("matmul", "matmuls (attention, embedding MLP)"), ("GroupNorm", "GroupNorm"),
-                                ("rest", "rest (SiLU, adds, softmax, resampling, copies)")],
+                                ("SiLU", "SiLU"), ("rest", "rest (adds, softmax, resampling, copies)")],
               total: "total", flops: convFlops.forward)
         try FileManager.default.createDirectory(at: URL(fileURLWithPath: output).deletingLastPathComponent(), withIntermediateDirectories: true)
         try (md.joined(separator: "\n") + "\n").write(toFile: output, atomically: true, encoding: .utf8)

@@ -45,4 +45,14 @@ int pd_dnnl_conv_backward_data(pd_dnnl_conv *c, const float *w, const float *dy,
 /// dw = dL/dw, db = dL/db (overwritten; db may be NULL only if created without bias).
 int pd_dnnl_conv_backward_weights(pd_dnnl_conv *c, const float *x, const float *dy, float *dw, float *db);
 
+
+/// An elementwise op over `count` contiguous f32 values (oneDNN's JIT eltwise kernels).
+typedef struct pd_dnnl_eltwise pd_dnnl_eltwise;
+enum { PD_DNNL_LOGISTIC = 0 };
+
+pd_dnnl_eltwise *pd_dnnl_eltwise_create(int kind, long count, char *err, size_t errlen);
+void pd_dnnl_eltwise_destroy(pd_dnnl_eltwise *e);
+/// y = f(x) (x == y allowed). Returns 0 on success.
+int pd_dnnl_eltwise_forward(pd_dnnl_eltwise *e, const float *x, float *y);
+
 #endif

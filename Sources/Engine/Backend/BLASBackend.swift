@@ -23,6 +23,15 @@ public struct BLASBackend: ComputeBackend {
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
+    public func siluForward(count: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, sigmoid: UnsafeMutablePointer<Float>?) {
+        SiLUKernels.forward(count: count, x: x, y: y, sigmoid: sigmoid)
+    }
+
+    public func siluBackward(count: Int, x: UnsafePointer<Float>, sigmoid: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                             dx: UnsafeMutablePointer<Float>) {
+        SiLUKernels.backward(count: count, x: x, sigmoid: sigmoid, dy: dy, dx: dx)
+    }
+
     // MARK: convolution
     //
     // The batch is split across the engine's threads (`Engine.splitWork`); each worker runs

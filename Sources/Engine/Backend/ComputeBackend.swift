@@ -29,6 +29,13 @@ public protocol ComputeBackend: Sendable {
                            mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                            dx: UnsafeMutablePointer<Float>, dGamma: UnsafeMutablePointer<Float>,
                            dBeta: UnsafeMutablePointer<Float>)
+
+    /// SiLU forward over `count` values: y = x * sigmoid(x); with `sigmoid` given, also stores
+    /// the gate sigmoid(x) there for the backward.
+    func siluForward(count: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, sigmoid: UnsafeMutablePointer<Float>?)
+    /// SiLU backward from the stored gate s: dx = dy * s * (1 + x * (1 - s)).
+    func siluBackward(count: Int, x: UnsafePointer<Float>, sigmoid: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                      dx: UnsafeMutablePointer<Float>)
 }
 
 /// Geometry of a stride-1 square-kernel convolution.

@@ -4,7 +4,8 @@ import Foundation
 /// The oneDNN backend: convolutions (forward, backward-data, backward-weights, with bias) run as
 /// oneDNN primitives in the layouts oneDNN picks for this CPU (format `any`, e.g. nChw8c on
 /// AVX2); the NCHW activations and OIHW weights of the engine are reordered at each call.
-/// sgemm and GroupNorm stay on OpenBLAS / our loops (`fallback`).
+/// SiLU's gate runs as oneDNN's logistic; sgemm and GroupNorm stay on OpenBLAS / our loops
+/// (`fallback`).
 ///
 /// Primitives are created once per (geometry, bias, precision, thread count) and reused. Results
 /// are bit-reproducible for a given oneDNN version, effective ISA and thread count: oneDNN's
@@ -15,6 +16,7 @@ public struct OneDNNBackend: ComputeBackend {
     /// Where the ops oneDNN does not cover here go (and the self-check's reference).
     public let fallback: BLASBackend
     let primitives: OneDNNConvCache
+    let logistic = OneDNNLogistic()
 
     public enum Failure: Error, CustomStringConvertible {
         case unavailable(String)
@@ -79,6 +81,19 @@ public struct OneDNNBackend: ComputeBackend {
         fallback.groupNormBackward(p, x: x, gamma: gamma, mean: mean, rstd: rstd, dy: dy, dx: dx, dGamma: dGamma, dBeta: dBeta)
     }
 
+    /// The gate comes from oneDNN's vectorised logistic; the multiply and the backward are the
+    /// shared loops (memory-bound, nothing to gain from a primitive).
+    public func siluForward(count: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, sigmoid: UnsafeMutablePointer<Float>?) {
+        let gate = sigmoid ?? y  // without a place to keep it, the gate goes through y
+        logistic.run(count: count, x: x, s: gate)
+        SiLUKernels.gate(count: count, x: x, sigmoid: gate, y: y)
+    }
+
+    public func siluBackward(count: Int, x: UnsafePointer<Float>, sigmoid: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                             dx: UnsafeMutablePointer<Float>) {
+        SiLUKernels.backward(count: count, x: x, sigmoid: sigmoid, dy: dy, dx: dx)
+    }
+
     /// Implementation names oneDNN chose for a geometry (forward, backward-data, backward-weights),
     /// creating the primitives if needed; for reports and benchmarks.
     public func implementations(_ p: Conv2dShape, bias: Bool = true) -> [String] {
@@ -86,18 +101,40 @@ public struct OneDNNBackend: ComputeBackend {
     }
 }
 
-/// The convolution primitives of one backend, keyed by everything that selects a kernel.
-final class OneDNNConvCache: @unchecked Sendable {
-    struct Key: Hashable { var shape: Conv2dShape, bias: Bool, threads: Int }
-    let dtype: Int32
+/// Primitives created once per key (everything that selects a kernel, the thread count
+/// included) and reused; `destroy` frees one.
+final class OneDNNPrimitives<Key: Hashable>: @unchecked Sendable {
     private let lock = NSLock()
     private var entries: [Key: OpaquePointer] = [:]
+    private let destroy: (OpaquePointer) -> Void
     /// A training run sees a handful of geometries per patch size; far more means shapes churn
     /// (e.g. many batch sizes), so the oldest buffers are dropped rather than kept forever.
-    static let capacity = 96
+    static var capacity: Int { 96 }
+
+    init(destroy: @escaping (OpaquePointer) -> Void) { self.destroy = destroy }
+    deinit { for (_, c) in entries { destroy(c) } }
+
+    /// The primitive for `key`, made by `create` (called under the lock) on first use.
+    func primitive(_ key: Key, create: () -> OpaquePointer) -> OpaquePointer {
+        lock.lock(); defer { lock.unlock() }
+        if let c = entries[key] { return c }
+        if entries.count >= Self.capacity {
+            for (_, c) in entries { destroy(c) }
+            entries.removeAll()
+        }
+        let c = create()
+        entries[key] = c
+        return c
+    }
+}
+
+/// The convolution primitives of one backend, keyed by everything that selects a kernel.
+final class OneDNNConvCache: Sendable {
+    struct Key: Hashable { var shape: Conv2dShape, bias: Bool, threads: Int }
+    let dtype: Int32
+    private let entries = OneDNNPrimitives<Key>(destroy: { pd_dnnl_conv_destroy($0) })
 
     init(dtype: Int32) { self.dtype = dtype }
-    deinit { for (_, c) in entries { pd_dnnl_conv_destroy(c) } }
 
     /// Runs `body` with the primitives for `p` on the engine's thread count. A failure here means
     /// oneDNN broke after passing its self-check at start-up: stop rather than continue with
@@ -110,23 +147,17 @@ final class OneDNNConvCache: @unchecked Sendable {
     }
 
     func primitive(_ p: Conv2dShape, bias: Bool, threads: Int) -> OpaquePointer {
-        let key = Key(shape: p, bias: bias, threads: threads)
-        lock.lock(); defer { lock.unlock() }
-        if let c = entries[key] { return c }
-        if entries.count >= Self.capacity {
-            for (_, c) in entries { pd_dnnl_conv_destroy(c) }
-            entries.removeAll()
+        entries.primitive(Key(shape: p, bias: bias, threads: threads)) {
+            // oneDNN sizes its kernels' work split by the OpenMP thread count at creation.
+            pd_dnnl_set_threads(Int32(threads))
+            var err = [CChar](repeating: 0, count: 512)
+            guard let c = pd_dnnl_conv_create(Int32(p.batch), Int32(p.inChannels), Int32(p.outChannels), Int32(p.height),
+                                              Int32(p.width), Int32(p.kernel), Int32(p.padding), bias ? 1 : 0, dtype, 0,
+                                              &err, err.count) else {
+                fatalError("oneDNN: cannot create a convolution for \(p): \(OneDNN.string(err))")
+            }
+            return c
         }
-        // oneDNN sizes its kernels' work split by the OpenMP thread count at creation.
-        pd_dnnl_set_threads(Int32(threads))
-        var err = [CChar](repeating: 0, count: 512)
-        guard let c = pd_dnnl_conv_create(Int32(p.batch), Int32(p.inChannels), Int32(p.outChannels), Int32(p.height),
-                                          Int32(p.width), Int32(p.kernel), Int32(p.padding), bias ? 1 : 0, dtype, 0,
-                                          &err, err.count) else {
-            fatalError("oneDNN: cannot create a convolution for \(p): \(OneDNN.string(err))")
-        }
-        entries[key] = c
-        return c
     }
 
     func implementations(_ p: Conv2dShape, bias: Bool) -> [String] {
@@ -142,5 +173,26 @@ final class OneDNNConvCache: @unchecked Sendable {
             _ = pd_dnnl_conv_backward_weights(c, x, y, &dw, bias ? dbp.baseAddress : nil)
         }
         return (0..<3).map { pd_dnnl_conv_impl(c, Int32($0)).map { String(cString: $0) } ?? "none" }
+    }
+}
+
+/// The logistic (sigmoid) primitives of one backend, one per element count and thread count.
+final class OneDNNLogistic: Sendable {
+    struct Key: Hashable { var count: Int, threads: Int }
+    private let entries = OneDNNPrimitives<Key>(destroy: { pd_dnnl_eltwise_destroy($0) })
+
+    /// s = 1 / (1 + exp(-x)) over `count` values (s may alias x).
+    func run(count: Int, x: UnsafePointer<Float>, s: UnsafeMutablePointer<Float>) {
+        let threads = Engine.threads
+        let e = entries.primitive(Key(count: count, threads: threads)) {
+            pd_dnnl_set_threads(Int32(threads))
+            var err = [CChar](repeating: 0, count: 512)
+            guard let e = pd_dnnl_eltwise_create(Int32(PD_DNNL_LOGISTIC), count, &err, err.count) else {
+                fatalError("oneDNN: cannot create a logistic over \(count) values: \(OneDNN.string(err))")
+            }
+            return e
+        }
+        pd_dnnl_set_threads(Int32(threads))
+        guard pd_dnnl_eltwise_forward(e, x, s) == 0 else { fatalError("oneDNN logistic failed over \(count) values") }
     }
 }

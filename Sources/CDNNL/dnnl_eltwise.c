@@ -1,0 +1,62 @@
+// Elementwise primitives over plain f32 buffers (no reorders: a 1-D buffer has one layout).
+#include "CDNNL.h"
+#include "dnnl_api.h"
+#include <stdio.h>
+#include <stdlib.h>
+
+#if PD_HAVE_DNNL
+struct pd_dnnl_eltwise {
+    dnnl_primitive_desc_t pd;
+    dnnl_primitive_t prim;
+    dnnl_memory_t src, dst;
+};
+
+#define CHECK(expr, what) do { dnnl_status_t s_ = (expr); if (s_ != dnnl_success) { \
+    if (err && errlen) snprintf(err, errlen, "oneDNN: %s failed (status %d)", what, (int)s_); goto fail; } } while (0)
+
+pd_dnnl_eltwise *pd_dnnl_eltwise_create(int kind, long count, char *err, size_t errlen) {
+    if (!pd_dnnl_loaded()) { if (err && errlen) snprintf(err, errlen, "oneDNN is not loaded"); return NULL; }
+    if (kind != PD_DNNL_LOGISTIC || count <= 0) { if (err && errlen) snprintf(err, errlen, "oneDNN: bad eltwise request"); return NULL; }
+    pd_dnnl_eltwise *e = calloc(1, sizeof *e);
+    if (!e) return NULL;
+    dnnl_dims_t dims = {count};
+    dnnl_memory_desc_t md;
+    dnnl_eltwise_desc_t d;
+    CHECK(pd_dnnl.dnnl_memory_desc_init_by_tag(&md, 1, dims, dnnl_f32, dnnl_a), "md");
+    CHECK(pd_dnnl.dnnl_eltwise_forward_desc_init(&d, dnnl_forward_inference, dnnl_eltwise_logistic, &md, 0.f, 0.f),
+          "eltwise forward desc");
+    CHECK(pd_dnnl.dnnl_primitive_desc_create(&e->pd, &d, NULL, pd_dnnl.engine, NULL), "eltwise primitive descriptor");
+    CHECK(pd_dnnl.dnnl_primitive_create(&e->prim, e->pd), "eltwise primitive");
+    CHECK(pd_dnnl.dnnl_memory_create(&e->src, &md, pd_dnnl.engine, DNNL_MEMORY_NONE), "memory");
+    CHECK(pd_dnnl.dnnl_memory_create(&e->dst, &md, pd_dnnl.engine, DNNL_MEMORY_NONE), "memory");
+    return e;
+fail:
+    pd_dnnl_eltwise_destroy(e);
+    return NULL;
+}
+
+void pd_dnnl_eltwise_destroy(pd_dnnl_eltwise *e) {
+    if (!e) return;
+    if (e->src) pd_dnnl.dnnl_memory_destroy(e->src);
+    if (e->dst) pd_dnnl.dnnl_memory_destroy(e->dst);
+    if (e->prim) pd_dnnl.dnnl_primitive_destroy(e->prim);
+    if (e->pd) pd_dnnl.dnnl_primitive_desc_destroy(e->pd);
+    free(e);
+}
+
+int pd_dnnl_eltwise_forward(pd_dnnl_eltwise *e, const float *x, float *y) {
+    if (pd_dnnl.dnnl_memory_set_data_handle(e->src, (void *)x) != dnnl_success ||
+        pd_dnnl.dnnl_memory_set_data_handle(e->dst, y) != dnnl_success) return -1;
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, e->src}, {DNNL_ARG_DST, e->dst}};
+    if (pd_dnnl.dnnl_primitive_execute(e->prim, pd_dnnl.stream, 2, args) != dnnl_success) return -1;
+    return pd_dnnl.dnnl_stream_wait(pd_dnnl.stream) == dnnl_success ? 0 : -1;
+}
+#else
+pd_dnnl_eltwise *pd_dnnl_eltwise_create(int kind, long count, char *err, size_t errlen) {
+    (void)kind; (void)count;
+    if (err && errlen) snprintf(err, errlen, "pdpipe was built without oneDNN headers (install libdnnl-dev)");
+    return NULL;
+}
+void pd_dnnl_eltwise_destroy(pd_dnnl_eltwise *e) { (void)e; }
+int pd_dnnl_eltwise_forward(pd_dnnl_eltwise *e, const float *x, float *y) { (void)e; (void)x; (void)y; return -1; }
+#endif
