@@ -41,6 +41,15 @@ struct BackendOneDNNTests {
         #expect(failures.isEmpty, "\(failures)")
     }
 
+    @Test func selfAttentionGradientsMatchFiniteDifferences() throws {
+        let dnnl = try OneDNNBackend()
+        var rng = RandomGenerator(seed: 14)
+        let layer = SelfAttention(channels: 4, projInit: .xavierUniform, rng: &rng, backend: dnnl)
+        LayerGradientTests.randomize(layer)
+        let failures = GradientCheck().check(layer, input: LayerGradientTests.input([2, 4, 3, 5]))
+        #expect(failures.isEmpty, "\(failures)")
+    }
+
     /// Same configuration, same bytes: twice on one backend and once on a fresh one (new primitives).
     @Test func bitReproducibleForAThreadCount() throws {
         let p = Conv2dShape(batch: 8, inChannels: 32, outChannels: 32, height: 16, width: 16, kernel: 3, padding: 1)
@@ -182,6 +191,7 @@ struct BackendOneDNNTests {
             var name: String { "off" }
             func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
                        b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {}
+            func batchedSgemm(_ g: BatchedGemm, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>) {}
             func conv2dForward(_ p: Conv2dShape, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
                 inner.conv2dForward(p, x: x, weight: weight, bias: bias, y: y)

@@ -53,6 +53,10 @@ final class ProfilingBackend: ComputeBackend, @unchecked Sendable {
         }
     }
 
+    func batchedSgemm(_ g: BatchedGemm, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>) {
+        timed(.matmul, flops: g.flops) { inner.batchedSgemm(g, a: a, b: b, c: c) }
+    }
+
     func conv2dForward(_ p: Conv2dShape, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                        y: UnsafeMutablePointer<Float>) {
         timed(.convForward, flops: p.forwardFlops) { inner.conv2dForward(p, x: x, weight: weight, bias: bias, y: y) }

@@ -55,4 +55,17 @@ void pd_dnnl_eltwise_destroy(pd_dnnl_eltwise *e);
 /// y = f(x) (x == y allowed). Returns 0 on success.
 int pd_dnnl_eltwise_forward(pd_dnnl_eltwise *e, const float *x, float *y);
 
+/// A batched matrix product over plain f32 buffers: for b in 0..<batch,
+/// C_b = alpha * op(A_b) * op(B_b) (C overwritten), row-major with leading dimensions
+/// lda/ldb/ldc, item b's matrices at a + b*stride_a, b + b*stride_b, c + b*stride_c; op
+/// transposes when trans_a / trans_b. Strides are read in place (no reorders).
+typedef struct pd_dnnl_matmul pd_dnnl_matmul;
+
+pd_dnnl_matmul *pd_dnnl_matmul_create(long batch, long m, long n, long k, int trans_a, int trans_b,
+                                      long lda, long ldb, long ldc, long stride_a, long stride_b, long stride_c,
+                                      float alpha, char *err, size_t errlen);
+void pd_dnnl_matmul_destroy(pd_dnnl_matmul *mm);
+const char *pd_dnnl_matmul_impl(const pd_dnnl_matmul *mm);
+int pd_dnnl_matmul_run(pd_dnnl_matmul *mm, const float *a, const float *b, float *c);
+
 #endif

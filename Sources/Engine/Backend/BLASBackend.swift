@@ -23,6 +23,18 @@ public struct BLASBackend: ComputeBackend {
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
+    /// The batch split across threads (`Engine.splitWork`), single-threaded sgemm per item.
+    public func batchedSgemm(_ g: BatchedGemm, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>) {
+        let buffers = UncheckedSendable((a, b, c))
+        Engine.splitWork(g.batch) { _, items in
+            let (a, b, c) = buffers.value
+            for i in items {
+                sgemm(transA: g.transA, transB: g.transB, m: g.m, n: g.n, k: g.k, alpha: g.alpha, a: a + i * g.strideA, lda: g.lda,
+                      b: b + i * g.strideB, ldb: g.ldb, beta: 0, c: c + i * g.strideC, ldc: g.ldc)
+            }
+        }
+    }
+
     public func siluForward(count: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, sigmoid: UnsafeMutablePointer<Float>?) {
         SiLUKernels.forward(count: count, x: x, y: y, sigmoid: sigmoid)
     }

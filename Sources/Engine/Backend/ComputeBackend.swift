@@ -3,7 +3,7 @@
 /// Layers call only these entry points for their heavy work, so a second
 /// implementation (e.g. oneDNN) can replace `BLASBackend` without touching the
 /// layers' callers: construct layers with `backend:` or change `Engine.defaultBackend`.
-/// All buffers are contiguous Float32, row-major; images are NCHW.
+/// Buffers are Float32, row-major; images are NCHW.
 public protocol ComputeBackend: Sendable {
     var name: String { get }
 
@@ -11,6 +11,10 @@ public protocol ComputeBackend: Sendable {
     func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int)
+
+    /// Independent products C_i = alpha * op(A_i) * op(B_i) for i in 0..<batch (C overwritten),
+    /// e.g. attention's per-image matrices; geometry, strides and alpha in `g`.
+    func batchedSgemm(_ g: BatchedGemm, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>)
 
     /// y[N, Cout, H', W'] = conv(x[N, Cin, H, W], w[Cout, Cin, k, k]) + bias, stride 1, padding `pad`.
     func conv2dForward(_ p: Conv2dShape, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
@@ -51,6 +55,25 @@ public struct Conv2dShape: Hashable, Sendable {
     public var forwardFlops: Double {
         2.0 * Double(batch * outChannels * outHeight * outWidth) * Double(inChannels * kernel * kernel)
     }
+}
+
+/// A batch of row-major matrix products: item i reads A at a + i*strideA (op(A) is [m, k]; with
+/// `transA` A is stored [k, m]), B at b + i*strideB (op(B) is [k, n]) and writes C [m, n] at
+/// c + i*strideC; lda/ldb/ldc are the stored rows' lengths (strides let callers read interleaved
+/// buffers in place).
+public struct BatchedGemm: Hashable, Sendable {
+    public var batch, m, n, k: Int
+    public var transA, transB: Bool
+    public var lda, ldb, ldc: Int
+    public var strideA, strideB, strideC: Int
+    public var alpha: Float
+    public init(batch: Int, m: Int, n: Int, k: Int, transA: Bool = false, transB: Bool = false, lda: Int, ldb: Int, ldc: Int,
+                strideA: Int, strideB: Int, strideC: Int, alpha: Float = 1) {
+        (self.batch, self.m, self.n, self.k, self.transA, self.transB) = (batch, m, n, k, transA, transB)
+        (self.lda, self.ldb, self.ldc, self.strideA, self.strideB, self.strideC) = (lda, ldb, ldc, strideA, strideB, strideC)
+        self.alpha = alpha
+    }
+    public var flops: Double { 2 * Double(batch) * Double(m) * Double(n) * Double(k) }
 }
 
 public struct GroupNormShape: Hashable, Sendable {

@@ -4,8 +4,8 @@ import Foundation
 /// The oneDNN backend: convolutions (forward, backward-data, backward-weights, with bias) run as
 /// oneDNN primitives in the layouts oneDNN picks for this CPU (format `any`, e.g. nChw8c on
 /// AVX2); the NCHW activations and OIHW weights of the engine are reordered at each call.
-/// SiLU's gate runs as oneDNN's logistic; sgemm and GroupNorm stay on OpenBLAS / our loops
-/// (`fallback`).
+/// SiLU's gate runs as oneDNN's logistic and batched matmuls (attention) as its matmul; single
+/// sgemm calls and GroupNorm stay on OpenBLAS / our loops (`fallback`).
 ///
 /// Primitives are created once per (geometry, bias, precision, thread count) and reused. Results
 /// are bit-reproducible for a given oneDNN version, effective ISA and thread count: oneDNN's
@@ -17,6 +17,7 @@ public struct OneDNNBackend: ComputeBackend {
     public let fallback: BLASBackend
     let primitives: OneDNNConvCache
     let logistic = OneDNNLogistic()
+    let matmuls = OneDNNMatmuls()
 
     public enum Failure: Error, CustomStringConvertible {
         case unavailable(String)
@@ -41,6 +42,10 @@ public struct OneDNNBackend: ComputeBackend {
                       beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
         fallback.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
                        beta: beta, c: c, ldc: ldc)
+    }
+
+    public func batchedSgemm(_ g: BatchedGemm, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>) {
+        matmuls.run(g, a: a, b: b, c: c)
     }
 
     public func conv2dForward(_ p: Conv2dShape, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
@@ -194,5 +199,35 @@ final class OneDNNLogistic: Sendable {
         }
         pd_dnnl_set_threads(Int32(threads))
         guard pd_dnnl_eltwise_forward(e, x, s) == 0 else { fatalError("oneDNN logistic failed over \(count) values") }
+    }
+}
+
+/// Batched matmul primitives of one backend, one per geometry (strides and alpha included) and
+/// thread count.
+final class OneDNNMatmuls: Sendable {
+    struct Key: Hashable { var gemm: BatchedGemm, threads: Int }
+    private let entries = OneDNNPrimitives<Key>(destroy: { pd_dnnl_matmul_destroy($0) })
+
+    func primitive(_ g: BatchedGemm, threads: Int) -> OpaquePointer {
+        entries.primitive(Key(gemm: g, threads: threads)) {
+            pd_dnnl_set_threads(Int32(threads))
+            var err = [CChar](repeating: 0, count: 512)
+            guard let mm = pd_dnnl_matmul_create(g.batch, g.m, g.n, g.k, g.transA ? 1 : 0, g.transB ? 1 : 0, g.lda, g.ldb, g.ldc,
+                                                 g.strideA, g.strideB, g.strideC, g.alpha, &err, err.count) else {
+                fatalError("oneDNN: cannot create a matmul for \(g): \(OneDNN.string(err))")
+            }
+            return mm
+        }
+    }
+
+    func run(_ g: BatchedGemm, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>) {
+        let threads = Engine.threads
+        let mm = primitive(g, threads: threads)
+        pd_dnnl_set_threads(Int32(threads))
+        guard pd_dnnl_matmul_run(mm, a, b, c) == 0 else { fatalError("oneDNN matmul failed for \(g)") }
+    }
+
+    func implementation(_ g: BatchedGemm) -> String {
+        pd_dnnl_matmul_impl(primitive(g, threads: Engine.threads)).map { String(cString: $0) } ?? "none"
     }
 }

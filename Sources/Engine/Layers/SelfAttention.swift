@@ -9,9 +9,10 @@ public final class SelfAttention: Layer {
     public let qkv: Conv2d
     public let proj: Conv2d
     let backend: any ComputeBackend
-    // Cached per forward: q, k, v as [N, C, P] and the attention weights [N, P, P].
-    private var q: [Float] = [], k: [Float] = [], v: [Float] = [], w: [Float] = []
-    private var spatialShape: (Int, Int) = (0, 0)
+    // Cached per forward: the qkv output [N, 3C, P] (q, k, v read in place, rows 3P apart) and
+    // the attention weights [N, P, P].
+    private var t: Tensor?
+    private var w: [Float] = []
 
     public init(channels: Int, projInit: WeightInit = .nearZero, rng: inout RandomGenerator,
                 backend: any ComputeBackend = Engine.defaultBackend) {
@@ -25,97 +26,73 @@ public final class SelfAttention: Layer {
         prefixed("qkv", qkv) + prefixed("proj", proj)
     }
 
+    /// Row and image strides of the per-image products. In the qkv buffer channel c of q/k/v is
+    /// row 3c + 0/1/2, so q, k and v are [C, P] matrices at offsets 0, P, 2P with rows 3P apart;
+    /// plain [C, P] and [P, P] buffers have rows P apart.
+    private static func strides(c: Int, p: Int) -> (qkvRow: Int, qkvImage: Int, image: Int, square: Int) {
+        (3 * p, 3 * c * p, c * p, p * p)
+    }
+
     public func forward(_ x: Tensor) -> Tensor {
         precondition(x.rank == 4 && x.shape[1] == channels, "SelfAttention: expected [N, \(channels), H, W], got \(x.shape)")
         let (n, c, p) = (x.shape[0], channels, x.shape[2] * x.shape[3])
-        spatialShape = (x.shape[2], x.shape[3])
+        let (row3, image3, image, square) = Self.strides(c: c, p: p)
         let t = qkv.forward(x)
-        q = [Float](repeating: 0, count: n * c * p); k = q; v = q
+        self.t = t
         w = [Float](repeating: 0, count: n * p * p)
         var a = Tensor(zeros: x.shape)
-        let scale = 1 / Float(c).squareRoot()
-        t.data.withUnsafeBufferPointer { tp in
-            q.withUnsafeMutableBufferPointer { qp in k.withUnsafeMutableBufferPointer { kp in v.withUnsafeMutableBufferPointer { vp in
-                w.withUnsafeMutableBufferPointer { wp in a.data.withUnsafeMutableBufferPointer { ap in
-                    let (tb, qb, kb, vb, wb, ab) = (tp.baseAddress!, qp.baseAddress!, kp.baseAddress!, vp.baseAddress!, wp.baseAddress!, ap.baseAddress!)
-                    // De-interleave EDM's (c, 3) channel layout.
-                    for i in 0..<n { for ch in 0..<c {
-                        let src = tb + (i * 3 * c + 3 * ch) * p, dst = (i * c + ch) * p
-                        (qb + dst).update(from: src, count: p)
-                        (kb + dst).update(from: src + p, count: p)
-                        (vb + dst).update(from: src + 2 * p, count: p)
-                    } }
-                    // Images are independent: split them across threads (single-threaded BLAS each).
-                    let shared = UncheckedSendable((qb, kb, vb, wb, ab))
-                    Engine.splitWork(n) { _, images in
-                        let (qb, kb, vb, wb, ab) = shared.value
-                        for i in images {
-                            let (qi, ki, vi, wi) = (qb + i * c * p, kb + i * c * p, vb + i * c * p, wb + i * p * p)
-                            // S[q, k] = sum_c Q[c, q] K[c, k] / sqrt(C)
-                            backend.sgemm(transA: true, transB: false, m: p, n: p, k: c, alpha: scale,
-                                          a: qi, lda: p, b: ki, ldb: p, beta: 0, c: wi, ldc: p)
-                            softmaxRows(wi, rows: p, cols: p)
-                            // A[c, q] = sum_k V[c, k] W[q, k]
-                            backend.sgemm(transA: false, transB: true, m: c, n: p, k: p, alpha: 1,
-                                          a: vi, lda: p, b: wi, ldb: p, beta: 0, c: ab + i * c * p, ldc: p)
-                        }
-                    }
-                } }
-            } } }
-        }
+        // S[q, k] = sum_c Q[c, q] K[c, k] / sqrt(C)
+        let scores = BatchedGemm(batch: n, m: p, n: p, k: c, transA: true, lda: row3, ldb: row3, ldc: p,
+                                 strideA: image3, strideB: image3, strideC: square, alpha: 1 / Float(c).squareRoot())
+        // A[c, q] = sum_k V[c, k] W[q, k]
+        let mix = BatchedGemm(batch: n, m: c, n: p, k: p, transB: true, lda: row3, ldb: p, ldc: p,
+                              strideA: image3, strideB: square, strideC: image)
+        t.data.withUnsafeBufferPointer { tp in w.withUnsafeMutableBufferPointer { wp in a.data.withUnsafeMutableBufferPointer { ap in
+            let (tb, wb) = (tp.baseAddress!, wp.baseAddress!)
+            backend.batchedSgemm(scores, a: tb, b: tb + p, c: wb)
+            Engine.parallelFor(n * p, costPerItem: 4 * p) { rows in softmaxRows(wb + rows.lowerBound * p, rows: rows.count, cols: p) }
+            backend.batchedSgemm(mix, a: tb + 2 * p, b: wb, c: ap.baseAddress!)
+        } } }
         return proj.forward(a)
     }
 
     public func backward(_ dy: Tensor) -> Tensor {
         let da = proj.backward(dy)
         let (n, c, p) = (da.shape[0], channels, da.shape[2] * da.shape[3])
-        precondition(w.count == n * p * p, "SelfAttention.backward before forward")
-        defer { q = []; k = []; v = []; w = [] }
+        guard let t, w.count == n * p * p else { preconditionFailure("SelfAttention.backward before forward") }
+        defer { self.t = nil; w = [] }
+        let (row3, image3, image, square) = Self.strides(c: c, p: p)
         let scale = 1 / Float(c).squareRoot()
-        var dt = Tensor(zeros: [n, 3 * c, spatialShape.0, spatialShape.1])
-        da.data.withUnsafeBufferPointer { dap in
-            q.withUnsafeBufferPointer { qp in k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
-                w.withUnsafeBufferPointer { wp in dt.data.withUnsafeMutableBufferPointer { dtp in
-                    let shared = UncheckedSendable((dap.baseAddress!, qp.baseAddress!, kp.baseAddress!, vp.baseAddress!, wp.baseAddress!, dtp.baseAddress!))
-                    // Images are independent: split them across threads, each with its own scratch.
-                    Engine.splitWork(n) { _, images in
-                        let (dab, qb, kb, vb, wb, dtb) = shared.value
-                        let dwb = UnsafeMutablePointer<Float>.allocate(capacity: p * p + 3 * c * p)
-                        defer { dwb.deallocate() }
-                        let (dqb, dkb, dvb) = (dwb + p * p, dwb + p * p + c * p, dwb + p * p + 2 * c * p)
-                        for i in images {
-                            let off = i * c * p
-                            let (dai, qi, ki, vi, wi) = (dab + off, qb + off, kb + off, vb + off, wb + i * p * p)
-                            // dV[c, k] = sum_q dA[c, q] W[q, k]
-                            backend.sgemm(transA: false, transB: false, m: c, n: p, k: p, alpha: 1,
-                                          a: dai, lda: p, b: wi, ldb: p, beta: 0, c: dvb, ldc: p)
-                            // dW[q, k] = sum_c dA[c, q] V[c, k]
-                            backend.sgemm(transA: true, transB: false, m: p, n: p, k: c, alpha: 1,
-                                          a: dai, lda: p, b: vi, ldb: p, beta: 0, c: dwb, ldc: p)
-                            // Softmax backward in place: dS = W * (dW - rowsum(dW * W)).
-                            for row in 0..<p {
-                                let wr = wi + row * p, dr = dwb + row * p
-                                var s: Float = 0
-                                for j in 0..<p { s += wr[j] * dr[j] }
-                                for j in 0..<p { dr[j] = wr[j] * (dr[j] - s) }
-                            }
-                            // dQ[c, q] = sum_k K[c, k] dS[q, k] / sqrt(C); dK[c, k] = sum_q Q[c, q] dS[q, k] / sqrt(C)
-                            backend.sgemm(transA: false, transB: true, m: c, n: p, k: p, alpha: scale,
-                                          a: ki, lda: p, b: dwb, ldb: p, beta: 0, c: dqb, ldc: p)
-                            backend.sgemm(transA: false, transB: false, m: c, n: p, k: p, alpha: scale,
-                                          a: qi, lda: p, b: dwb, ldb: p, beta: 0, c: dkb, ldc: p)
-                            // Re-interleave into the qkv conv's channel layout.
-                            for ch in 0..<c {
-                                let dst = dtb + (i * 3 * c + 3 * ch) * p
-                                dst.update(from: dqb + ch * p, count: p)
-                                (dst + p).update(from: dkb + ch * p, count: p)
-                                (dst + 2 * p).update(from: dvb + ch * p, count: p)
-                            }
-                        }
+        var dt = Tensor(zeros: t.shape)
+        var dw = [Float](repeating: 0, count: n * p * p)
+        // dV[c, k] = sum_q dA[c, q] W[q, k]                 (into the qkv gradient, v rows)
+        let dV = BatchedGemm(batch: n, m: c, n: p, k: p, lda: p, ldb: p, ldc: row3, strideA: image, strideB: square, strideC: image3)
+        // dW[q, k] = sum_c dA[c, q] V[c, k]
+        let dW = BatchedGemm(batch: n, m: p, n: p, k: c, transA: true, lda: p, ldb: row3, ldc: p,
+                             strideA: image, strideB: image3, strideC: square)
+        // dQ[c, q] = sum_k K[c, k] dS[q, k] / sqrt(C);  dK[c, k] = sum_q Q[c, q] dS[q, k] / sqrt(C)
+        let dQ = BatchedGemm(batch: n, m: c, n: p, k: p, transB: true, lda: row3, ldb: p, ldc: row3,
+                             strideA: image3, strideB: square, strideC: image3, alpha: scale)
+        let dK = BatchedGemm(batch: n, m: c, n: p, k: p, lda: row3, ldb: p, ldc: row3,
+                             strideA: image3, strideB: square, strideC: image3, alpha: scale)
+        da.data.withUnsafeBufferPointer { dap in t.data.withUnsafeBufferPointer { tp in w.withUnsafeBufferPointer { wp in
+            dw.withUnsafeMutableBufferPointer { dwp in dt.data.withUnsafeMutableBufferPointer { dtp in
+                let (dab, tb, wb, dwb, dtb) = (dap.baseAddress!, tp.baseAddress!, wp.baseAddress!, dwp.baseAddress!, dtp.baseAddress!)
+                backend.batchedSgemm(dV, a: dab, b: wb, c: dtb + 2 * p)
+                backend.batchedSgemm(dW, a: dab, b: tb + 2 * p, c: dwb)
+                // Softmax backward in place: dS = W * (dW - rowsum(dW * W)).
+                Engine.parallelFor(n * p, costPerItem: 4 * p) { rows in
+                    for row in rows {
+                        let wr = wb + row * p, dr = dwb + row * p
+                        var s: Float = 0
+                        for j in 0..<p { s += wr[j] * dr[j] }
+                        for j in 0..<p { dr[j] = wr[j] * (dr[j] - s) }
                     }
-                } }
-            } } }
-        }
+                }
+                backend.batchedSgemm(dQ, a: tb + p, b: dwb, c: dtb)
+                backend.batchedSgemm(dK, a: tb, b: dwb, c: dtb + p)
+            } }
+        } } }
         return qkv.backward(dt)
     }
 }
