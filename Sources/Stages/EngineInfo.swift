@@ -7,6 +7,12 @@ public enum EngineInfo {
     /// The compute backend stages use (`openblas`, `onednn`).
     public static var backend: String { Engine.defaultBackend.name }
 
+    /// The revision of that backend's numerics (`OneDNNBackend.numericsRevision`); nil for
+    /// OpenBLAS, the reference whose keys carry no backend components.
+    public static var backendNumerics: Int? {
+        Engine.defaultBackend is OneDNNBackend ? OneDNNBackend.numericsRevision : nil
+    }
+
     /// Why that backend: the start-up selection's detail (library and ISA, or the fallback's reason).
     public static var backendDetail: String { BackendSelection.report.detail }
 

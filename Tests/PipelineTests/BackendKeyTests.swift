@@ -40,8 +40,9 @@ import Testing
         for id in engineKinds { #expect(stale[id] == "RUN", "\(id): \(onOneDNN.out)") }
         let why = try Self.pdpipe(["why", "experiments/all.yaml", "train"], backend: "onednn", in: f.dir)
         #expect(why.out.contains("engine.backend: (absent) -> \"onednn\""), "\(why.out)")
+        #expect(why.out.contains("engine.numerics: (absent) -> \(OneDNNBackend.numericsRevision)"), "\(why.out)")
         let changed = why.out.split(separator: "\n").filter { $0.hasPrefix("  ") && $0.contains(" -> ") }
-        #expect(changed.count == 1, "only the backend changed: \(why.out)")
+        #expect(changed.count == 2, "only the backend changed: \(why.out)")
 
         // Computed on oneDNN, the run is complete there; back on OpenBLAS its own results are still stored.
         let second = try Self.pdpipe(["run", "experiments/all.yaml"], backend: "onednn", in: f.dir)

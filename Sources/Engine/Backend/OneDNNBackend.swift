@@ -37,6 +37,11 @@ public struct OneDNNBackend: ComputeBackend {
 
     public var name: String { precision == .fp32 ? "onednn" : "onednn-bf16" }
 
+    /// Bumped whenever a change alters the bits this backend computes, so stage keys made on it
+    /// (`engine.numerics`) never restore results of older numerics. 1: convolutions; 2: also
+    /// SiLU's gate and attention's batched products.
+    public static let numericsRevision = 2
+
     public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                       a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                       beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {

@@ -10,7 +10,8 @@ import Stages
 /// `measured.<stage>`, and for kinds that compute with the engine on a backend other than
 /// OpenBLAS, `engine.backend` (backends agree only to rounding, so a result computed on one is not
 /// restored for the other; OpenBLAS adds no component, so keys recorded before backends were
-/// named stay valid).
+/// named stay valid) and `engine.numerics` (the backend's numerics revision: a change that alters
+/// its bits bumps it).
 public struct StageKey: Sendable {
     /// Bump when the way keys are computed changes.
     public static let scheme = 1
@@ -74,7 +75,10 @@ public struct StageKey: Sendable {
             c["file." + display] = Digest.jsonString(try store.dependencyDigest(url))
         }
         let backend = EngineInfo.backend
-        if inst.kind.computesWithEngine && backend != referenceBackend { c["engine.backend"] = Digest.jsonString(backend) }
+        if inst.kind.computesWithEngine && backend != referenceBackend {
+            c["engine.backend"] = Digest.jsonString(backend)
+            if let revision = EngineInfo.backendNumerics { c["engine.numerics"] = String(revision) }
+        }
         return StageKey(components: c, budgetField: inst.kind.budgetField)
     }
 
