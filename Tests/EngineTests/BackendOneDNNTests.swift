@@ -184,34 +184,55 @@ struct BackendOneDNNTests {
         #expect(u.name == "openblas" && ur.detail.contains("unknown"))
     }
 
-    /// The self-check's metric flags a wrong convolution (it compares with OpenBLAS).
-    @Test func selfCheckDetectsAWrongConvolution() {
-        struct Off: ComputeBackend {
-            let inner = BLASBackend()
-            var name: String { "off" }
-            func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
-                       b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {}
-            func batchedSgemm(_ g: BatchedGemm, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>) {}
-            func conv2dForward(_ p: Conv2dShape, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                               bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
-                inner.conv2dForward(p, x: x, weight: weight, bias: bias, y: y)
-                y[0] += 0.01  // one wrong output
-            }
-            func conv2dBackward(_ p: Conv2dShape, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                                dx: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?) {
-                inner.conv2dBackward(p, x: x, weight: weight, dy: dy, dx: dx, dWeight: dWeight, dBias: dBias)
-            }
-            func groupNormForward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
-                                  y: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>) {}
-            func groupNormBackward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>, mean: UnsafePointer<Float>,
-                                   rstd: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
-                                   dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>) {}
-            func siluForward(count: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, sigmoid: UnsafeMutablePointer<Float>?) {}
-            func siluBackward(count: Int, x: UnsafePointer<Float>, sigmoid: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                              dx: UnsafeMutablePointer<Float>) {}
-        }
+    /// The self-check's metric flags a wrong convolution, batched product or SiLU (it compares
+    /// with OpenBLAS).
+    @Test(arguments: [Off.Fault.conv, .matmul, .silu]) func selfCheckDetectsAWrongOp(fault: Off.Fault) {
         #expect(BackendSelection.selfCheckError(BLASBackend()) == 0)
-        #expect(BackendSelection.selfCheckError(Off()) > BackendSelection.tolerance)
+        #expect(BackendSelection.selfCheckError(Off(fault: nil)) == 0)
+        #expect(BackendSelection.selfCheckError(Off(fault: fault)) > BackendSelection.tolerance)
+    }
+
+    /// OpenBLAS with one output off by 0.01 in the op named by `fault`.
+    struct Off: ComputeBackend {
+        enum Fault: Sendable { case conv, matmul, silu }
+        let fault: Fault?
+        let inner = BLASBackend()
+        var name: String { "off" }
+        func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+                   b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+            inner.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                        beta: beta, c: c, ldc: ldc)
+        }
+        func batchedSgemm(_ g: BatchedGemm, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>) {
+            inner.batchedSgemm(g, a: a, b: b, c: c)
+            if fault == .matmul { c[0] += 0.01 }
+        }
+        func conv2dForward(_ p: Conv2dShape, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                           bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
+            inner.conv2dForward(p, x: x, weight: weight, bias: bias, y: y)
+            if fault == .conv { y[0] += 0.01 }
+        }
+        func conv2dBackward(_ p: Conv2dShape, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                            dx: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?) {
+            inner.conv2dBackward(p, x: x, weight: weight, dy: dy, dx: dx, dWeight: dWeight, dBias: dBias)
+        }
+        func groupNormForward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+                              y: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>) {
+            inner.groupNormForward(p, x: x, gamma: gamma, beta: beta, y: y, mean: mean, rstd: rstd)
+        }
+        func groupNormBackward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>, mean: UnsafePointer<Float>,
+                               rstd: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
+                               dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>) {
+            inner.groupNormBackward(p, x: x, gamma: gamma, mean: mean, rstd: rstd, dy: dy, dx: dx, dGamma: dGamma, dBeta: dBeta)
+        }
+        func siluForward(count: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, sigmoid: UnsafeMutablePointer<Float>?) {
+            inner.siluForward(count: count, x: x, y: y, sigmoid: sigmoid)
+            if fault == .silu { y[0] += 0.01 }
+        }
+        func siluBackward(count: Int, x: UnsafePointer<Float>, sigmoid: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                          dx: UnsafeMutablePointer<Float>) {
+            inner.siluBackward(count: count, x: x, sigmoid: sigmoid, dy: dy, dx: dx)
+        }
     }
 }
 
