@@ -23,9 +23,10 @@ pd_dnnl_matmul *pd_dnnl_matmul_create(long batch, long m, long n, long k, int tr
     if (!mm) return NULL;
     dnnl_primitive_attr_t attr = NULL;
     // op(A) is [M, K]: element (m, k) sits at m*lda + k, or at k*lda + m when A is stored transposed.
-    dnnl_dims_t src_dims = {batch, m, k}, wei_dims = {batch, k, n}, dst_dims = {batch, m, n};
-    dnnl_dims_t src_strides = {stride_a, trans_a ? 1 : lda, trans_a ? lda : 1};
-    dnnl_dims_t wei_strides = {stride_b, trans_b ? 1 : ldb, trans_b ? ldb : 1};
+    // A stride of 0 shares one matrix across the batch: oneDNN broadcasts a batch dimension of 1.
+    dnnl_dims_t src_dims = {stride_a ? batch : 1, m, k}, wei_dims = {stride_b ? batch : 1, k, n}, dst_dims = {batch, m, n};
+    dnnl_dims_t src_strides = {stride_a ? stride_a : m * k, trans_a ? 1 : lda, trans_a ? lda : 1};
+    dnnl_dims_t wei_strides = {stride_b ? stride_b : k * n, trans_b ? 1 : ldb, trans_b ? ldb : 1};
     dnnl_dims_t dst_strides = {stride_c, ldc, 1};
     dnnl_memory_desc_t src_md, wei_md, dst_md;
     CHECK(pd_dnnl.dnnl_memory_desc_init_by_strides(&src_md, 3, src_dims, dnnl_f32, src_strides), "md");

@@ -58,7 +58,8 @@ int pd_dnnl_eltwise_forward(pd_dnnl_eltwise *e, const float *x, float *y);
 /// A batched matrix product over plain f32 buffers: for b in 0..<batch,
 /// C_b = alpha * op(A_b) * op(B_b) (C overwritten), row-major with leading dimensions
 /// lda/ldb/ldc, item b's matrices at a + b*stride_a, b + b*stride_b, c + b*stride_c; op
-/// transposes when trans_a / trans_b. Strides are read in place (no reorders).
+/// transposes when trans_a / trans_b. Strides are read in place (no reorders); a stride_a or
+/// stride_b of 0 uses one matrix for every item.
 typedef struct pd_dnnl_matmul pd_dnnl_matmul;
 
 pd_dnnl_matmul *pd_dnnl_matmul_create(long batch, long m, long n, long k, int trans_a, int trans_b,

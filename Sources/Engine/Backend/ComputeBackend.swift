@@ -60,7 +60,7 @@ public struct Conv2dShape: Hashable, Sendable {
 /// A batch of row-major matrix products: item i reads A at a + i*strideA (op(A) is [m, k]; with
 /// `transA` A is stored [k, m]), B at b + i*strideB (op(B) is [k, n]) and writes C [m, n] at
 /// c + i*strideC; lda/ldb/ldc are the stored rows' lengths (strides let callers read interleaved
-/// buffers in place).
+/// buffers in place). A strideA or strideB of 0 uses one matrix for every item.
 public struct BatchedGemm: Hashable, Sendable {
     public var batch, m, n, k: Int
     public var transA, transB: Bool

@@ -3,7 +3,8 @@ import Foundation
 
 /// The oneDNN backend: convolutions (forward, backward-data, backward-weights, with bias) run as
 /// oneDNN primitives in the layouts oneDNN picks for this CPU (format `any`, e.g. nChw8c on
-/// AVX2); the NCHW activations and OIHW weights of the engine are reordered at each call.
+/// AVX2); the NCHW activations and OIHW weights of the engine are reordered at each call. fp32
+/// 1x1 convolutions run as matmuls on the NCHW buffers instead (no reorders).
 /// SiLU's gate runs as oneDNN's logistic and batched matmuls (attention) as its matmul; single
 /// sgemm calls and GroupNorm stay on OpenBLAS / our loops (`fallback`).
 ///
@@ -39,8 +40,8 @@ public struct OneDNNBackend: ComputeBackend {
 
     /// Bumped whenever a change alters the bits this backend computes, so stage keys made on it
     /// (`engine.numerics`) never restore results of older numerics. 1: convolutions; 2: also
-    /// SiLU's gate and attention's batched products.
-    public static let numericsRevision = 2
+    /// SiLU's gate and attention's batched products; 3: 1x1 convolutions as matmuls.
+    public static let numericsRevision = 3
 
     public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                       a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
@@ -55,6 +56,7 @@ public struct OneDNNBackend: ComputeBackend {
 
     public func conv2dForward(_ p: Conv2dShape, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                               bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
+        if runsAsMatmul(p) { return pointwiseForward(p, x: x, weight: weight, bias: bias, y: y) }
         primitives.run(p, bias: bias != nil, "forward") { conv in
             pd_dnnl_conv_forward(conv, x, weight, bias, y)
         }
@@ -66,6 +68,7 @@ public struct OneDNNBackend: ComputeBackend {
     public func conv2dBackward(_ p: Conv2dShape, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
                                dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?) {
+        if runsAsMatmul(p) { return pointwiseBackward(p, x: x, weight: weight, dy: dy, dx: dx, dWeight: dWeight, dBias: dBias) }
         if let dx {
             primitives.run(p, bias: dBias != nil, "backward-data") { conv in pd_dnnl_conv_backward_data(conv, weight, dy, dx) }
         }
@@ -91,6 +94,63 @@ public struct OneDNNBackend: ComputeBackend {
         fallback.groupNormBackward(p, x: x, gamma: gamma, mean: mean, rstd: rstd, dy: dy, dx: dx, dGamma: dGamma, dBeta: dBeta)
     }
 
+    // MARK: 1x1 convolutions as matmuls
+    //
+    // A 1x1 convolution of NCHW images is one matrix product per image, y_n = W x_n, which the
+    // matmul primitive reads in place. The convolution primitive reorders the activations to
+    // nChw8c and back at every call, which for 1x1 costs ~40 % of the compute (DNNL_VERBOSE).
+
+    func runsAsMatmul(_ p: Conv2dShape) -> Bool { precision == .fp32 && p.kernel == 1 && p.padding == 0 }
+
+    /// The products of a 1x1 convolution: y_n = W x_n, dx_n = W^T dy_n (one W for all images),
+    /// and the per-image weight gradients dy_n x_n^T.
+    static func pointwiseProducts(_ p: Conv2dShape) -> (forward: BatchedGemm, backwardData: BatchedGemm, weights: BatchedGemm) {
+        let (n, cin, cout, plane) = (p.batch, p.inChannels, p.outChannels, p.height * p.width)
+        return (BatchedGemm(batch: n, m: cout, n: plane, k: cin, lda: cin, ldb: plane, ldc: plane,
+                            strideA: 0, strideB: cin * plane, strideC: cout * plane),
+                BatchedGemm(batch: n, m: cin, n: plane, k: cout, transA: true, lda: cin, ldb: plane, ldc: plane,
+                            strideA: 0, strideB: cout * plane, strideC: cin * plane),
+                BatchedGemm(batch: n, m: cout, n: cin, k: plane, transB: true, lda: plane, ldb: plane, ldc: cin,
+                            strideA: cout * plane, strideB: cin * plane, strideC: cout * cin))
+    }
+
+    func pointwiseForward(_ p: Conv2dShape, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                          bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
+        let (cout, plane) = (p.outChannels, p.height * p.width)
+        matmuls.run(Self.pointwiseProducts(p).forward, a: weight, b: x, c: y)
+        guard let bias else { return }
+        Engine.parallelFor(p.batch * cout, costPerItem: plane) { rows in
+            for r in rows { let b = bias[r % cout], row = y + r * plane; for j in 0..<plane { row[j] += b } }
+        }
+    }
+
+    func pointwiseBackward(_ p: Conv2dShape, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                           dx: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>,
+                           dBias: UnsafeMutablePointer<Float>?) {
+        let (n, cin, cout, plane) = (p.batch, p.inChannels, p.outChannels, p.height * p.width)
+        let products = Self.pointwiseProducts(p)
+        if let dx { matmuls.run(products.backwardData, a: weight, b: dy, c: dx) }
+        // dW = sum_n dy_n x_n^T: per-image products, then summed in image order.
+        let perImage = Scratch.buffer(.gemmOut, count: n * cout * cin)
+        matmuls.run(products.weights, a: dy, b: x, c: perImage)
+        Engine.parallelFor(cout * cin, costPerItem: n) { entries in
+            for i in entries {
+                var s: Float = 0
+                for image in 0..<n { s += perImage[image * cout * cin + i] }
+                dWeight[i] += s
+            }
+        }
+        guard let dBias else { return }
+        // db[o] = sum over images and pixels of dy (in Double: up to batch x P terms).
+        Engine.parallelFor(cout, costPerItem: n * plane) { channels in
+            for o in channels {
+                var s = 0.0
+                for image in 0..<n { let row = dy + (image * cout + o) * plane; for j in 0..<plane { s += Double(row[j]) } }
+                dBias[o] += Float(s)
+            }
+        }
+    }
+
     /// The gate comes from oneDNN's vectorised logistic; the multiply and the backward are the
     /// shared loops (memory-bound, nothing to gain from a primitive).
     public func siluForward(count: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, sigmoid: UnsafeMutablePointer<Float>?) {
@@ -107,7 +167,9 @@ public struct OneDNNBackend: ComputeBackend {
     /// Implementation names oneDNN chose for a geometry (forward, backward-data, backward-weights),
     /// creating the primitives if needed; for reports and benchmarks.
     public func implementations(_ p: Conv2dShape, bias: Bool = true) -> [String] {
-        primitives.implementations(p, bias: bias)
+        guard runsAsMatmul(p) else { return primitives.implementations(p, bias: bias) }
+        let products = Self.pointwiseProducts(p)
+        return [products.forward, products.backwardData, products.weights].map { "matmul " + matmuls.implementation($0) }
     }
 }
 
