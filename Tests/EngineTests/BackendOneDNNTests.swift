@@ -13,6 +13,8 @@ struct BackendOneDNNTests {
         Conv2dShape(batch: 4, inChannels: 3, outChannels: 16, height: 16, width: 16, kernel: 3, padding: 1),
         Conv2dShape(batch: 2, inChannels: 32, outChannels: 32, height: 8, width: 8, kernel: 3, padding: 1),
         Conv2dShape(batch: 2, inChannels: 48, outChannels: 32, height: 8, width: 8, kernel: 1, padding: 0),
+        // 1x1 from 16x16 up: weight gradients from per-image matmuls too (below, from the primitive).
+        Conv2dShape(batch: 3, inChannels: 12, outChannels: 20, height: 16, width: 16, kernel: 1, padding: 0),
         Conv2dShape(batch: 1, inChannels: 16, outChannels: 8, height: 4, width: 4, kernel: 3, padding: 1),
         Conv2dShape(batch: 3, inChannels: 5, outChannels: 7, height: 5, width: 9, kernel: 3, padding: 0),
         Conv2dShape(batch: 2, inChannels: 6, outChannels: 4, height: 1, width: 2, kernel: 3, padding: 1),

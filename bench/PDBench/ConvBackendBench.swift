@@ -19,9 +19,11 @@ struct ConvBackendBench: ParsableCommand {
         print(BLASKernel.configure())
         let dnnl = try OneDNNBackend()
         print(OneDNN.description, "| OpenMP waiting:", ProcessInfo.processInfo.environment["OMP_WAIT_POLICY"] ?? "passive (set by the engine while loading oneDNN)")
-        let backends: [any ComputeBackend] = [BLASBackend(), dnnl]
+        // 1x1 convolutions run as matmuls by default; the third column is oneDNN's convolution primitive for them.
+        let dnnlConv = try OneDNNBackend(pointwiseAsMatmul: false)
+        let backends: [any ComputeBackend] = [BLASBackend(), dnnl, dnnlConv]
         var rng = RandomGenerator(seed: 3)
-        print("shape (batch \(batch)) | pass | openblas GFLOP/s | onednn GFLOP/s | onednn/openblas | oneDNN impl")
+        print("shape (batch \(batch)) | pass | openblas GFLOP/s | onednn GFLOP/s | onednn/openblas | oneDNN impl | 1x1: onednn conv primitive GFLOP/s | matmul/conv primitive")
         for spec in shapes.split(separator: ",") {
             let v = spec.split(separator: "-").compactMap { Int($0) }
             let (cin, cout, k, r) = (v[0], v[1], v[2], v[3])
@@ -39,7 +41,7 @@ struct ConvBackendBench: ParsableCommand {
                 default: b.conv2dBackward(p, x: x, weight: w, dy: dy, dx: nil, dWeight: &dw, dBias: &db)
                 }
             }
-            var times = [[[Double]]](repeating: [[], []], count: 3)
+            var times = [[[Double]]](repeating: [[], [], []], count: 3)
             for _ in 0..<rounds {
                 for which in 0..<3 {
                     for (i, b) in backends.enumerated() { times[which][i].append(medianSeconds(runs: 3) { pass(b, which) }) }
@@ -51,7 +53,8 @@ struct ConvBackendBench: ParsableCommand {
                 let med = times[which].map { $0.sorted()[$0.count / 2] }
                 let g = med.map { flops[which] / $0 * 1e-9 }
                 let implName = which == 0 ? impl[0] : which == 1 ? "\(impl[1]) / \(impl[2])" : impl[2]
-                print("\(spec) | \(name) | \(f1(g[0])) | \(f1(g[1])) | \(f1(g[1] / g[0]))x | \(implName)")
+                let pointwise = k == 1 ? " | \(f1(g[2])) | \(f1(g[1] / g[2]))x" : " | - | -"
+                print("\(spec) | \(name) | \(f1(g[0])) | \(f1(g[1])) | \(f1(g[1] / g[0]))x | \(implName)\(pointwise)")
             }
         }
     }

@@ -28,11 +28,15 @@ public struct OneDNNBackend: ComputeBackend {
         }
     }
 
+    /// fp32 1x1 convolutions as matmuls (the default); off runs them as convolution primitives,
+    /// for benchmarks comparing the two.
+    public let pointwiseAsMatmul: Bool
+
     /// Fails when oneDNN cannot be loaded or the precision cannot run on this CPU.
-    public init(precision: Precision = .fp32, fallback: BLASBackend = BLASBackend()) throws {
+    public init(precision: Precision = .fp32, fallback: BLASBackend = BLASBackend(), pointwiseAsMatmul: Bool = true) throws {
         if let e = OneDNN.loadError { throw Failure.unavailable(e) }
         if let e = precision.unsupportedReason { throw Failure.unsupported(e) }
-        (self.precision, self.fallback) = (precision, fallback)
+        (self.precision, self.fallback, self.pointwiseAsMatmul) = (precision, fallback, pointwiseAsMatmul)
         primitives = OneDNNConvCache(dtype: precision == .bf16 ? Int32(PD_DNNL_BF16) : Int32(PD_DNNL_F32))
     }
 
@@ -72,6 +76,11 @@ public struct OneDNNBackend: ComputeBackend {
         if let dx {
             primitives.run(p, bias: dBias != nil, "backward-data") { conv in pd_dnnl_conv_backward_data(conv, weight, dy, dx) }
         }
+        convBackwardWeights(p, x: x, dy: dy, dWeight: dWeight, dBias: dBias)
+    }
+
+    func convBackwardWeights(_ p: Conv2dShape, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                             dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?) {
         let wCount = p.outChannels * p.inChannels * p.kernel * p.kernel
         let tmp = Scratch.buffer(.gemmOut, count: wCount + p.outChannels)
         primitives.run(p, bias: dBias != nil, "backward-weights") { conv in
@@ -100,7 +109,7 @@ public struct OneDNNBackend: ComputeBackend {
     // matmul primitive reads in place. The convolution primitive reorders the activations to
     // nChw8c and back at every call, which for 1x1 costs ~40 % of the compute (DNNL_VERBOSE).
 
-    func runsAsMatmul(_ p: Conv2dShape) -> Bool { precision == .fp32 && p.kernel == 1 && p.padding == 0 }
+    func runsAsMatmul(_ p: Conv2dShape) -> Bool { pointwiseAsMatmul && precision == .fp32 && p.kernel == 1 && p.padding == 0 }
 
     /// The products of a 1x1 convolution: y_n = W x_n, dx_n = W^T dy_n (one W for all images),
     /// and the per-image weight gradients dy_n x_n^T.
@@ -130,6 +139,9 @@ public struct OneDNNBackend: ComputeBackend {
         let (n, cin, cout, plane) = (p.batch, p.inChannels, p.outChannels, p.height * p.width)
         let products = Self.pointwiseProducts(p)
         if let dx { matmuls.run(products.backwardData, a: weight, b: dy, c: dx) }
+        // Below 16x16 the per-image products are too small (`pdpipe-bench conv-backends`: 0.7x the
+        // primitive at 8x8, 1.0-1.5x from 16x16 up); the primitive reduces over the batch itself.
+        guard plane >= 256 else { return convBackwardWeights(p, x: x, dy: dy, dWeight: dWeight, dBias: dBias) }
         // dW = sum_n dy_n x_n^T: per-image products, then summed in image order.
         let perImage = Scratch.buffer(.gemmOut, count: n * cout * cin)
         matmuls.run(products.weights, a: dy, b: x, c: perImage)
@@ -169,7 +181,9 @@ public struct OneDNNBackend: ComputeBackend {
     public func implementations(_ p: Conv2dShape, bias: Bool = true) -> [String] {
         guard runsAsMatmul(p) else { return primitives.implementations(p, bias: bias) }
         let products = Self.pointwiseProducts(p)
-        return [products.forward, products.backwardData, products.weights].map { "matmul " + matmuls.implementation($0) }
+        let viaMatmul = [products.forward, products.backwardData].map { "matmul " + matmuls.implementation($0) }
+        return viaMatmul + [p.height * p.width >= 256 ? "matmul " + matmuls.implementation(products.weights)
+                                                      : primitives.implementations(p, bias: bias)[2]]
     }
 }
 
