@@ -4,6 +4,7 @@
 #if __has_include(<oneapi/dnnl/dnnl.h>)
 #define PD_HAVE_DNNL 1
 #include <oneapi/dnnl/dnnl.h>
+#include <stdio.h>
 
 #define PD_DNNL_FUNCTIONS(X) \
     X(dnnl_version) X(dnnl_get_effective_cpu_isa) X(dnnl_engine_create) X(dnnl_stream_create) \
@@ -26,6 +27,11 @@ struct pd_dnnl_api {
 };
 /// Valid after a successful pd_dnnl_load.
 extern struct pd_dnnl_api pd_dnnl;
+
+/// In a function with `char *err, size_t errlen` and a `fail:` label: on a oneDNN error, write
+/// what failed into err and jump to fail.
+#define CHECK(expr, what) do { dnnl_status_t s_ = (expr); if (s_ != dnnl_success) { \
+    if (err && errlen) snprintf(err, errlen, "oneDNN: %s failed (status %d)", what, (int)s_); goto fail; } } while (0)
 #else
 #define PD_HAVE_DNNL 0
 #endif

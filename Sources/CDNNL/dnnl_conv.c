@@ -30,9 +30,6 @@ struct pd_dnnl_conv {
     int have_bwd_data, have_bwd_weights;
 };
 
-#define CHECK(expr, what) do { dnnl_status_t s_ = (expr); if (s_ != dnnl_success) { \
-    if (err && errlen) snprintf(err, errlen, "oneDNN: %s failed (status %d)", what, (int)s_); goto fail; } } while (0)
-
 static void port_destroy(port *p) {
     if (p->reorder) pd_dnnl.dnnl_primitive_destroy(p->reorder);
     if (p->inner) pd_dnnl.dnnl_memory_destroy(p->inner);

@@ -11,9 +11,6 @@ struct pd_dnnl_eltwise {
     dnnl_memory_t src, dst;
 };
 
-#define CHECK(expr, what) do { dnnl_status_t s_ = (expr); if (s_ != dnnl_success) { \
-    if (err && errlen) snprintf(err, errlen, "oneDNN: %s failed (status %d)", what, (int)s_); goto fail; } } while (0)
-
 pd_dnnl_eltwise *pd_dnnl_eltwise_create(int kind, long count, char *err, size_t errlen) {
     if (!pd_dnnl_loaded()) { if (err && errlen) snprintf(err, errlen, "oneDNN is not loaded"); return NULL; }
     if (kind != PD_DNNL_LOGISTIC || count <= 0) { if (err && errlen) snprintf(err, errlen, "oneDNN: bad eltwise request"); return NULL; }

@@ -12,9 +12,6 @@ struct pd_dnnl_matmul {
     dnnl_memory_t src, wei, dst;
 };
 
-#define CHECK(expr, what) do { dnnl_status_t s_ = (expr); if (s_ != dnnl_success) { \
-    if (err && errlen) snprintf(err, errlen, "oneDNN: %s failed (status %d)", what, (int)s_); goto fail; } } while (0)
-
 pd_dnnl_matmul *pd_dnnl_matmul_create(long batch, long m, long n, long k, int trans_a, int trans_b,
                                       long lda, long ldb, long ldc, long stride_a, long stride_b, long stride_c,
                                       float alpha, char *err, size_t errlen) {

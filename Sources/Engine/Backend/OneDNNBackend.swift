@@ -107,9 +107,14 @@ public struct OneDNNBackend: ComputeBackend {
     //
     // A 1x1 convolution of NCHW images is one matrix product per image, y_n = W x_n, which the
     // matmul primitive reads in place. The convolution primitive reorders the activations to
-    // nChw8c and back at every call, which for 1x1 costs ~40 % of the compute (DNNL_VERBOSE).
+    // nChw8c and back at every call: ~40 % of a 1x1 convolution's time (DNNL_VERBOSE).
 
     func runsAsMatmul(_ p: Conv2dShape) -> Bool { pointwiseAsMatmul && precision == .fp32 && p.kernel == 1 && p.padding == 0 }
+
+    /// Below 16x16 the per-image weight-gradient products are too small (`pdpipe-bench
+    /// conv-backends`: 0.7x the primitive at 8x8, 1.0-1.6x from 16x16 up); there the primitive,
+    /// which reduces over the batch itself, computes the weight gradients.
+    static func weightGradientsAsMatmul(_ p: Conv2dShape) -> Bool { p.height * p.width >= 256 }
 
     /// The products of a 1x1 convolution: y_n = W x_n, dx_n = W^T dy_n (one W for all images),
     /// and the per-image weight gradients dy_n x_n^T.
@@ -139,9 +144,7 @@ public struct OneDNNBackend: ComputeBackend {
         let (n, cin, cout, plane) = (p.batch, p.inChannels, p.outChannels, p.height * p.width)
         let products = Self.pointwiseProducts(p)
         if let dx { matmuls.run(products.backwardData, a: weight, b: dy, c: dx) }
-        // Below 16x16 the per-image products are too small (`pdpipe-bench conv-backends`: 0.7x the
-        // primitive at 8x8, 1.0-1.5x from 16x16 up); the primitive reduces over the batch itself.
-        guard plane >= 256 else { return convBackwardWeights(p, x: x, dy: dy, dWeight: dWeight, dBias: dBias) }
+        guard Self.weightGradientsAsMatmul(p) else { return convBackwardWeights(p, x: x, dy: dy, dWeight: dWeight, dBias: dBias) }
         // dW = sum_n dy_n x_n^T: per-image products, then summed in image order.
         let perImage = Scratch.buffer(.gemmOut, count: n * cout * cin)
         matmuls.run(products.weights, a: dy, b: x, c: perImage)
@@ -182,7 +185,7 @@ public struct OneDNNBackend: ComputeBackend {
         guard runsAsMatmul(p) else { return primitives.implementations(p, bias: bias) }
         let products = Self.pointwiseProducts(p)
         let viaMatmul = [products.forward, products.backwardData].map { "matmul " + matmuls.implementation($0) }
-        return viaMatmul + [p.height * p.width >= 256 ? "matmul " + matmuls.implementation(products.weights)
+        return viaMatmul + [Self.weightGradientsAsMatmul(p) ? "matmul " + matmuls.implementation(products.weights)
                                                       : primitives.implementations(p, bias: bias)[2]]
     }
 }
