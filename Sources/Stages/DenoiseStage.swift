@@ -16,7 +16,7 @@ public struct DenoiseStage: StageKind {
     public init() {}
     public var name: String { "denoise" }
     public var version: Int { 1 }
-    public var computesWithEngine: Bool { true }
+    public var engineUse: EngineUse { .instrument }
 
     public struct Config: StageConfig, Equatable {
         public var model = ""

@@ -13,7 +13,7 @@ public struct FIDStage: StageKind {
     public var name: String { "fid" }
     // 2: measurements (seconds, speeds) left the artifact for the store.
     public var version: Int { 2 }
-    public var computesWithEngine: Bool { true }
+    public var engineUse: EngineUse { .instrument }
 
     public struct Config: StageConfig, Equatable {
         /// 0: all samples.

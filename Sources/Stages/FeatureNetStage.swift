@@ -12,7 +12,7 @@ public struct FeatureNetStage: StageKind {
     public var name: String { "featurenet" }
     // 2: measurements (seconds, speeds) left the artifact for the store.
     public var version: Int { 2 }
-    public var computesWithEngine: Bool { true }
+    public var engineUse: EngineUse { .instrument }
 
     public struct Config: StageConfig, Equatable {
         public var name = "fmnist-classifier"

@@ -16,7 +16,7 @@ public struct MemorizationStage: StageKind {
     public init() {}
     public var name: String { "memorization" }
     public var version: Int { 1 }
-    public var computesWithEngine: Bool { true }
+    public var engineUse: EngineUse { .instrument }
 
     public struct Config: StageConfig, Equatable {
         public var samples = ""

@@ -14,7 +14,7 @@ public struct PatchFDStage: StageKind {
     public init() {}
     public var name: String { "patchfd" }
     public var version: Int { 1 }
-    public var computesWithEngine: Bool { true }
+    public var engineUse: EngineUse { .instrument }
 
     public struct Config: StageConfig, Equatable {
         /// 0: all samples.

@@ -28,7 +28,7 @@ public struct PatchStatsStage: StageKind {
     public init() {}
     public var name: String { "patchstats" }
     public var version: Int { 1 }
-    public var computesWithEngine: Bool { true }
+    public var engineUse: EngineUse { .instrument }
 
     public enum Extractor: String, Sendable, CaseIterable, ConfigEnum {
         case featurenet, randomCNN = "random-cnn"

@@ -12,7 +12,7 @@ public struct RefStatsStage: StageKind {
     public var name: String { "refstats" }
     // 2: measurements (seconds, speeds) left the artifact for the store.
     public var version: Int { 2 }
-    public var computesWithEngine: Bool { true }
+    public var engineUse: EngineUse { .instrument }
 
     public enum Extractor: String, Sendable, CaseIterable, ConfigEnum {
         case featurenet, inceptionV3 = "inception-v3", randomCNN = "random-cnn"

@@ -15,7 +15,7 @@ public struct SampleStage: StageKind {
     public var name: String { "sample" }
     // 2: measurements (seconds, speeds) left the artifact for the store.
     public var version: Int { 2 }
-    public var computesWithEngine: Bool { true }
+    public var engineUse: EngineUse { .model }
 
     public struct Config: StageConfig, Equatable {
         /// Name of the consumed train stage; empty: the only input.

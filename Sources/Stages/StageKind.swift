@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 
 /// The type a stage field must have; validation reports mismatches with file:line:column.
@@ -158,9 +159,25 @@ public protocol StageKind: Sendable {
     /// byte for byte (train: the snapshots up to the old kimg; not its log or config). `status`
     /// decides consumers of only such files before the extension runs. Default: none kept.
     func extensionKeeps(_ path: String, fromBudget budget: Double) -> Bool
-    /// Whether the kind computes with the engine's backend (convolutions, matrix products), so its
-    /// output bits depend on which backend runs it: OpenBLAS and oneDNN agree only to rounding.
-    var computesWithEngine: Bool { get }
+    /// How the kind uses the engine's compute backend (convolutions, matrix products).
+    var engineUse: EngineUse { get }
+}
+
+/// How a stage kind uses the engine's compute backend. OpenBLAS and oneDNN agree only to rounding,
+/// so a result's bits depend on the backend that computed it.
+public enum EngineUse: Sendable, Equatable {
+    /// No engine computation (dataset, table, shell).
+    case none
+    /// Computes the model under study (train, sample) on the start-up backend, the faster one;
+    /// keys name a backend other than OpenBLAS.
+    case model
+    /// Measures results (extractor training, feature statistics, distances, denoising losses,
+    /// nearest neighbours): always on the reference backend, OpenBLAS, so one instrument, bit for
+    /// bit, measures the results of every backend and FDs compare across them. Keys name no backend.
+    case instrument
+
+    /// The backend instruments run on.
+    public static var referenceBackend: any ComputeBackend { BLASBackend() }
 }
 
 extension StageKind {
@@ -170,7 +187,7 @@ extension StageKind {
     public func extensionProblem(_ config: Config) -> String? { nil }
     public func inputFiles(_ config: Config, consumed: [String]) -> [String: [String]] { [:] }
     public func extensionKeeps(_ path: String, fromBudget budget: Double) -> Bool { false }
-    public var computesWithEngine: Bool { false }
+    public var engineUse: EngineUse { .none }
 }
 
 /// The erased path: the registry holds `[any StageKind]` and the pipeline layer passes resolved
@@ -198,7 +215,8 @@ extension StageKind {
     public func run(fields: [String: ParamValue], context: StageContext) throws -> StageOutcome {
         let config: Config
         do { config = try decode(fields) } catch { throw StageError("\(context.stageName): \(error)") }
-        return try run(config, context: context)
+        guard engineUse == .instrument else { return try run(config, context: context) }
+        return try Engine.withBackend(EngineUse.referenceBackend) { try run(config, context: context) }
     }
 
     public func externalPaths(_ fields: [String: ParamValue], projectDirectory: URL) -> [URL] {

@@ -17,7 +17,7 @@ public struct TrainStage: StageKind {
     public var name: String { "train" }
     // 2: measurements (seconds, speeds) left the artifact for the store.
     public var version: Int { 2 }
-    public var computesWithEngine: Bool { true }
+    public var engineUse: EngineUse { .model }
 
     /// The fields of a train stage. Bounds keep memory and time finite: a batch, width or length
     /// beyond them could not run on a CPU here, and would otherwise abort in an allocation or

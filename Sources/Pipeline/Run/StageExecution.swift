@@ -156,7 +156,7 @@ extension Runner {
         for (name, value) in outcome.measurements.sorted(by: { $0.key < $1.key }) { log.write("# measured \(name) = \(value)") }
         let computed = Store.Computed(
             key: key.key, stage: inst.stage, cellID: id, components: key.components, metrics: outcome.metrics,
-            measurements: outcome.measurements, environment: Self.environment(threads: job.threads),
+            measurements: outcome.measurements, environment: Self.environment(threads: job.threads, engineUse: inst.kind.engineUse),
             seconds: seconds, runID: job.runID, lineage: key.lineage, budget: key.budget)
         let digest: String
         if let complete = job.complete {
@@ -172,9 +172,10 @@ extension Runner {
     }
 
     /// Where a computation ran: recorded with its measurements, never hashed.
-    static func environment(threads: ThreadBudget) -> [String: String] {
-        ["host": hostName, "threads": String(threads.perStage), "engine_threads": String(threads.total),
-         "pdpipe": pdpipeVersion, "backend": EngineInfo.backend, "cpu": EngineInfo.cpuModel]
+    static func environment(threads: ThreadBudget, engineUse: EngineUse) -> [String: String] {
+        let backend = engineUse == .instrument ? StageKey.referenceBackend : EngineInfo.backend
+        return ["host": hostName, "threads": String(threads.perStage), "engine_threads": String(threads.total),
+                "pdpipe": pdpipeVersion, "backend": backend, "cpu": EngineInfo.cpuModel]
     }
 }
 

@@ -7,11 +7,12 @@ import Stages
 /// `param.<key>`, `gathered.axes`/`gathered.cells` (a gathering stage's cells), `input.<stage>`
 /// (the upstream OUTPUT digest, for early cutoff), `file.<path>` (external file contents), for
 /// gathering kinds (which show upstream measurements)
-/// `measured.<stage>`, and for kinds that compute with the engine on a backend other than
-/// OpenBLAS, `engine.backend` (backends agree only to rounding, so a result computed on one is not
-/// restored for the other; OpenBLAS adds no component, so keys recorded before backends were
+/// `measured.<stage>`, and for kinds that compute the model (train, sample) on a backend other
+/// than OpenBLAS, `engine.backend` (backends agree only to rounding, so a result computed on one is
+/// not restored for the other; OpenBLAS adds no component, so keys recorded before backends were
 /// named stay valid) and `engine.numerics` (the backend's numerics revision: a change that alters
-/// its bits bumps it).
+/// its bits bumps it). Instruments (extractors, statistics, distances) always compute on OpenBLAS
+/// (`EngineUse.instrument`), so their keys name no backend.
 public struct StageKey: Sendable {
     /// Bump when the way keys are computed changes.
     public static let scheme = 1
@@ -75,7 +76,7 @@ public struct StageKey: Sendable {
             c["file." + display] = Digest.jsonString(try store.dependencyDigest(url))
         }
         let backend = EngineInfo.backend
-        if inst.kind.computesWithEngine && backend != referenceBackend {
+        if inst.kind.engineUse == .model && backend != referenceBackend {
             c["engine.backend"] = Digest.jsonString(backend)
             if let revision = EngineInfo.backendNumerics { c["engine.numerics"] = String(revision) }
         }
