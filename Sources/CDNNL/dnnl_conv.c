@@ -98,8 +98,19 @@ static int op_execute(op *o, void *const *buffers) {
     return pd_dnnl.dnnl_stream_wait(pd_dnnl.stream) == dnnl_success ? 0 : -1;
 }
 
+/// The format tag of f32 activations in channel blocks of `block` (1: plain NCHW), or undef.
+static dnnl_format_tag_t activation_tag(int block) {
+    switch (block) {
+    case 1: return dnnl_nchw;
+    case 8: return dnnl_nChw8c;
+    case 16: return dnnl_nChw16c;
+    default: return dnnl_format_tag_undef;
+    }
+}
+
 pd_dnnl_conv *pd_dnnl_conv_create(int batch, int cin, int cout, int height, int width, int kernel, int pad,
-                                  int has_bias, int dtype, int inference, char *err, size_t errlen) {
+                                  int src_block, int dst_block, int has_bias, int dtype, int inference,
+                                  char *err, size_t errlen) {
     if (!pd_dnnl_loaded()) { if (err && errlen) snprintf(err, errlen, "oneDNN is not loaded"); return NULL; }
     pd_dnnl_conv *c = calloc(1, sizeof *c);
     if (!c) return NULL;
@@ -109,10 +120,16 @@ pd_dnnl_conv *pd_dnnl_conv_create(int batch, int cin, int cout, int height, int 
     c->strides[0] = c->strides[1] = 1;
     c->pads[0] = c->pads[1] = pad;
     dnnl_data_type_t lo = dtype == PD_DNNL_BF16 ? dnnl_bf16 : dnnl_f32;
-    CHECK(pd_dnnl.dnnl_memory_desc_init_by_tag(&c->src_user, 4, src, dnnl_f32, dnnl_nchw), "md");
+    dnnl_format_tag_t src_tag = activation_tag(src_block), dst_tag = activation_tag(dst_block);
+    if (src_tag == dnnl_format_tag_undef || dst_tag == dnnl_format_tag_undef || cin % src_block || cout % dst_block) {
+        if (err && errlen) snprintf(err, errlen, "oneDNN: unsupported activation blocks %d -> %d for %d -> %d channels",
+                                    src_block, dst_block, cin, cout);
+        goto fail;
+    }
+    CHECK(pd_dnnl.dnnl_memory_desc_init_by_tag(&c->src_user, 4, src, dnnl_f32, src_tag), "md");
     CHECK(pd_dnnl.dnnl_memory_desc_init_by_tag(&c->wei_user, 4, wei, dnnl_f32, dnnl_oihw), "md");
     CHECK(pd_dnnl.dnnl_memory_desc_init_by_tag(&c->bias_user, 1, bias, dnnl_f32, dnnl_x), "md");
-    CHECK(pd_dnnl.dnnl_memory_desc_init_by_tag(&c->dst_user, 4, dst, dnnl_f32, dnnl_nchw), "md");
+    CHECK(pd_dnnl.dnnl_memory_desc_init_by_tag(&c->dst_user, 4, dst, dnnl_f32, dst_tag), "md");
     // Low-precision operands; the output, bias and all gradients that leave the op stay f32.
     CHECK(pd_dnnl.dnnl_memory_desc_init_by_tag(&c->src_any, 4, src, lo, dnnl_format_tag_any), "md");
     CHECK(pd_dnnl.dnnl_memory_desc_init_by_tag(&c->wei_any, 4, wei, lo, dnnl_format_tag_any), "md");
@@ -177,6 +194,13 @@ void pd_dnnl_conv_destroy(pd_dnnl_conv *c) {
     free(c);
 }
 
+int pd_dnnl_conv_activation_block(const pd_dnnl_conv *c) {
+    const dnnl_memory_desc_t *md = pd_dnnl.dnnl_primitive_desc_query_md(c->fwd.pd, dnnl_query_src_md, 0);
+    if (!md || md->format_kind != dnnl_blocked) return 1;
+    const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+    return b->inner_nblks == 1 && b->inner_idxs[0] == 1 ? (int)b->inner_blks[0] : 1;
+}
+
 const char *pd_dnnl_conv_impl(const pd_dnnl_conv *c, int which) {
     const op *o = which == 0 ? &c->fwd : which == 1 ? &c->bwd_data : &c->bwd_weights;
     if (!o->pd) return NULL;
@@ -205,14 +229,23 @@ int pd_dnnl_conv_backward_weights(pd_dnnl_conv *c, const float *x, const float *
 }
 #else
 pd_dnnl_conv *pd_dnnl_conv_create(int batch, int cin, int cout, int height, int width, int kernel, int pad,
-                                  int has_bias, int dtype, int inference, char *err, size_t errlen) {
-    (void)batch; (void)cin; (void)cout; (void)height; (void)width; (void)kernel; (void)pad;
+                                  int src_block, int dst_block, int has_bias, int dtype, int inference,
+                                  char *err, size_t errlen) {
+    (void)batch; (void)cin; (void)cout; (void)height; (void)width; (void)kernel; (void)pad; (void)src_block; (void)dst_block;
     (void)has_bias; (void)dtype; (void)inference;
     if (err && errlen) snprintf(err, errlen, "pdpipe was built without oneDNN headers (install libdnnl-dev)");
     return NULL;
 }
 void pd_dnnl_conv_destroy(pd_dnnl_conv *c) { (void)c; }
+int pd_dnnl_conv_activation_block(const pd_dnnl_conv *c) {
+    const dnnl_memory_desc_t *md = pd_dnnl.dnnl_primitive_desc_query_md(c->fwd.pd, dnnl_query_src_md, 0);
+    if (!md || md->format_kind != dnnl_blocked) return 1;
+    const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+    return b->inner_nblks == 1 && b->inner_idxs[0] == 1 ? (int)b->inner_blks[0] : 1;
+}
+
 const char *pd_dnnl_conv_impl(const pd_dnnl_conv *c, int which) { (void)c; (void)which; return NULL; }
+int pd_dnnl_conv_activation_block(const pd_dnnl_conv *c) { (void)c; return 1; }
 int pd_dnnl_conv_forward(pd_dnnl_conv *c, const float *x, const float *w, const float *b, float *y) {
     (void)c; (void)x; (void)w; (void)b; (void)y; return -1;
 }

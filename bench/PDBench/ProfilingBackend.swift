@@ -20,6 +20,7 @@ final class ProfilingBackend: ComputeBackend, @unchecked Sendable {
     init(wrapping inner: any ComputeBackend) { self.inner = inner }
 
     var name: String { inner.name }
+    var activationBlock: Int { inner.activationBlock }
 
     /// Seconds and FLOPs per op since the last `reset`.
     var totals: [Op: (seconds: Double, flops: Double)] {

@@ -27,13 +27,18 @@ void pd_dnnl_set_threads(int n);
 enum { PD_DNNL_F32 = 0, PD_DNNL_BF16 = 1 };
 
 /// One convolution geometry (stride 1, square kernel, symmetric padding) with its primitives:
-/// forward at creation, backward-data and backward-weights on first use. User buffers are f32
-/// NCHW / OIHW; oneDNN picks its own layouts (format `any`) and the wrapper reorders.
+/// forward at creation, backward-data and backward-weights on first use. User buffers are f32:
+/// weights OIHW, activations NCHW (block 1) or in channel blocks of 8 or 16 (nChw8c, nChw16c:
+/// `src_block` for the input and its gradient, `dst_block` for the output and its gradient).
+/// oneDNN picks its own layouts (format `any`) and the wrapper reorders where they differ.
 typedef struct pd_dnnl_conv pd_dnnl_conv;
 
 pd_dnnl_conv *pd_dnnl_conv_create(int batch, int cin, int cout, int height, int width, int kernel, int pad,
-                                  int has_bias, int dtype, int inference, char *err, size_t errlen);
+                                  int src_block, int dst_block, int has_bias, int dtype, int inference,
+                                  char *err, size_t errlen);
 void pd_dnnl_conv_destroy(pd_dnnl_conv *c);
+/// The channel block of the forward primitive's own input layout (8 for nChw8c), 1 if not blocked.
+int pd_dnnl_conv_activation_block(const pd_dnnl_conv *c);
 /// Implementation names (e.g. "jit:avx2"); which: 0 forward, 1 backward-data, 2 backward-weights
 /// (NULL if that primitive does not exist yet).
 const char *pd_dnnl_conv_impl(const pd_dnnl_conv *c, int which);

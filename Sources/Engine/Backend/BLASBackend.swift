@@ -111,6 +111,7 @@ public struct BLASBackend: ComputeBackend {
 
     public func conv2dForward(_ p: Conv2dShape, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                               bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
+        precondition(p.isPlain, "OpenBLAS convolutions take NCHW activations (activationBlock 1), got \(p)")
         let kk = p.inChannels * p.kernel * p.kernel, plane = p.outHeight * p.outWidth, cout = p.outChannels
         let chunk = chunkImages(p)
         if let band = bandRows(p) {
@@ -173,6 +174,7 @@ public struct BLASBackend: ComputeBackend {
                                dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?) {
         let (k, cin, cout) = (p.kernel, p.inChannels, p.outChannels)
         let kk = cin * k * k, plane = p.outHeight * p.outWidth
+        precondition(p.isPlain, "OpenBLAS convolutions take NCHW activations (activationBlock 1), got \(p)")
         precondition(p.padding <= k - 1, "conv2dBackward: padding \(p.padding) > kernel - 1")
         // The transposed problem: input dy [N, Cout, Ho, Wo] -> output dx [N, Cin, H, W].
         let t = Conv2dShape(batch: p.batch, inChannels: cout, outChannels: cin, height: p.outHeight, width: p.outWidth,
@@ -317,6 +319,7 @@ public struct BLASBackend: ComputeBackend {
     public func groupNormForward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
                                  beta: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
                                  mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>) {
+        if p.block > 1 { return GroupNormKernels.blockedForward(p, x: x, gamma: gamma, beta: beta, y: y, mean: mean, rstd: rstd) }
         let len = p.channels / p.groups * p.spatial
         Engine.parallelFor(p.batch * p.groups, costPerItem: len * 3) { r in
             GroupNormKernels.statistics(x, length: len, eps: p.eps, range: r, mean: mean, rstd: rstd)
@@ -328,6 +331,10 @@ public struct BLASBackend: ComputeBackend {
                                   mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                                   dx: UnsafeMutablePointer<Float>, dGamma: UnsafeMutablePointer<Float>,
                                   dBeta: UnsafeMutablePointer<Float>) {
+        if p.block > 1 {
+            return GroupNormKernels.blockedBackward(p, x: x, gamma: gamma, mean: mean, rstd: rstd, dy: dy, dx: dx,
+                                                    dGamma: dGamma, dBeta: dBeta)
+        }
         let cpg = p.channels / p.groups, c = p.channels
         // Per (n, channel) sums of dy and dy * xhat: used both for dGamma/dBeta and for dx.
         let sums = UnsafeMutablePointer<Float>.allocate(capacity: 2 * p.batch * c)

@@ -83,7 +83,7 @@ public enum BackendSelection {
         return worst
     }
 
-    static func relativeL2(_ a: [Float], _ b: [Float]) -> Double {
+    public static func relativeL2(_ a: [Float], _ b: [Float]) -> Double {
         var d = 0.0, n = 0.0
         for (x, y) in zip(a, b) { d += Double(x - y) * Double(x - y); n += Double(y) * Double(y) }
         let e = (d / max(n, 1e-30)).squareRoot()

@@ -40,15 +40,30 @@ public protocol ComputeBackend: Sendable {
     /// SiLU backward from the stored gate s: dx = dy * s * (1 + x * (1 - s)).
     func siluBackward(count: Int, x: UnsafePointer<Float>, sigmoid: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                       dx: UnsafeMutablePointer<Float>)
+
+    /// The channel block the backend's convolutions compute in (oneDNN: 8 on AVX2, 16 on
+    /// AVX-512). A network whose channel counts are multiples of it keeps its activations in that
+    /// layout between convolutions (`Tensor.blocked(_:)`), so they need no reorders; 1: NCHW.
+    var activationBlock: Int { get }
 }
 
-/// Geometry of a stride-1 square-kernel convolution.
+extension ComputeBackend {
+    public var activationBlock: Int { 1 }
+}
+
+/// Geometry of a stride-1 square-kernel convolution, with the layouts of its activations:
+/// `inputBlock` for x and dx, `outputBlock` for y and dy (1: NCHW; b: channel blocks of b,
+/// `Tensor.blocked(_:)`, only where the backend's `activationBlock` is b).
 public struct Conv2dShape: Hashable, Sendable {
     public var batch, inChannels, outChannels, height, width, kernel, padding: Int
-    public init(batch: Int, inChannels: Int, outChannels: Int, height: Int, width: Int, kernel: Int, padding: Int) {
+    public var inputBlock, outputBlock: Int
+    public init(batch: Int, inChannels: Int, outChannels: Int, height: Int, width: Int, kernel: Int, padding: Int,
+                inputBlock: Int = 1, outputBlock: Int = 1) {
         (self.batch, self.inChannels, self.outChannels) = (batch, inChannels, outChannels)
         (self.height, self.width, self.kernel, self.padding) = (height, width, kernel, padding)
+        (self.inputBlock, self.outputBlock) = (inputBlock, outputBlock)
     }
+    public var isPlain: Bool { inputBlock == 1 && outputBlock == 1 }
     public var outHeight: Int { height + 2 * padding - kernel + 1 }
     public var outWidth: Int { width + 2 * padding - kernel + 1 }
     /// Multiply-adds of the forward pass times two (backward costs twice this).
@@ -76,10 +91,13 @@ public struct BatchedGemm: Hashable, Sendable {
     public var flops: Double { 2 * Double(batch) * Double(m) * Double(n) * Double(k) }
 }
 
+/// GroupNorm's geometry; `block` > 1: the activations are in channel blocks of that size.
 public struct GroupNormShape: Hashable, Sendable {
     public var batch, channels, spatial, groups: Int
     public var eps: Float
-    public init(batch: Int, channels: Int, spatial: Int, groups: Int, eps: Float) {
+    public var block: Int
+    public init(batch: Int, channels: Int, spatial: Int, groups: Int, eps: Float, block: Int = 1) {
         (self.batch, self.channels, self.spatial, self.groups, self.eps) = (batch, channels, spatial, groups, eps)
+        self.block = block
     }
 }

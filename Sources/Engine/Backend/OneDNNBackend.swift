@@ -3,8 +3,10 @@ import Foundation
 
 /// The oneDNN backend: convolutions (forward, backward-data, backward-weights, with bias) run as
 /// oneDNN primitives in the layouts oneDNN picks for this CPU (format `any`, e.g. nChw8c on
-/// AVX2); the NCHW activations and OIHW weights of the engine are reordered at each call. fp32
-/// 1x1 convolutions run as matmuls on the NCHW buffers instead (no reorders).
+/// AVX2). Networks whose channel counts allow it keep their activations in that blocked layout
+/// (`activationBlock`, `Tensor.blocked(_:)`), so those convolutions reorder only the OIHW
+/// weights; NCHW activations are reordered at each call. fp32 1x1 convolutions between NCHW
+/// buffers run as matmuls instead (no reorders).
 /// SiLU's gate runs as oneDNN's logistic and batched matmuls (attention) as its matmul; single
 /// sgemm calls and GroupNorm stay on OpenBLAS / our loops (`fallback`).
 ///
@@ -33,19 +35,30 @@ public struct OneDNNBackend: ComputeBackend {
     public let pointwiseAsMatmul: Bool
 
     /// Fails when oneDNN cannot be loaded or the precision cannot run on this CPU.
-    public init(precision: Precision = .fp32, fallback: BLASBackend = BLASBackend(), pointwiseAsMatmul: Bool = true) throws {
+    /// `blockedActivations: false` keeps networks NCHW (every convolution reorders), for
+    /// benchmarks comparing the two.
+    public init(precision: Precision = .fp32, fallback: BLASBackend = BLASBackend(), pointwiseAsMatmul: Bool = true,
+                blockedActivations: Bool = true) throws {
         if let e = OneDNN.loadError { throw Failure.unavailable(e) }
         if let e = precision.unsupportedReason { throw Failure.unsupported(e) }
         (self.precision, self.fallback, self.pointwiseAsMatmul) = (precision, fallback, pointwiseAsMatmul)
         primitives = OneDNNConvCache(dtype: precision == .bf16 ? Int32(PD_DNNL_BF16) : Int32(PD_DNNL_F32))
+        // fp32 networks keep their activations in the layout oneDNN's convolutions pick here
+        // (asked of a 3x3 convolution of the U-Net's kind). bf16 convolutions convert their
+        // operands at every call anyway, so bf16 networks stay NCHW.
+        activationBlock = precision == .fp32 && blockedActivations ? primitives.activationBlock() : 1
     }
+
+    /// The channel block of oneDNN's fp32 convolutions on this CPU (8 on AVX2, 16 on AVX-512).
+    public let activationBlock: Int
 
     public var name: String { precision == .fp32 ? "onednn" : "onednn-bf16" }
 
     /// Bumped whenever a change alters the bits this backend computes, so stage keys made on it
     /// (`engine.numerics`) never restore results of older numerics. 1: convolutions; 2: also
-    /// SiLU's gate and attention's batched products; 3: 1x1 convolutions as matmuls.
-    public static let numericsRevision = 3
+    /// SiLU's gate and attention's batched products; 3: 1x1 convolutions as matmuls; 4: U-Net
+    /// activations kept in oneDNN's blocked layout.
+    public static let numericsRevision = 4
 
     public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                       a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
@@ -109,7 +122,9 @@ public struct OneDNNBackend: ComputeBackend {
     // matmul primitive reads in place. The convolution primitive reorders the activations to
     // nChw8c and back at every call: ~40 % of a 1x1 convolution's time (DNNL_VERBOSE).
 
-    func runsAsMatmul(_ p: Conv2dShape) -> Bool { pointwiseAsMatmul && precision == .fp32 && p.kernel == 1 && p.padding == 0 }
+    func runsAsMatmul(_ p: Conv2dShape) -> Bool {
+        pointwiseAsMatmul && precision == .fp32 && p.kernel == 1 && p.padding == 0 && p.isPlain
+    }
 
     /// Below 16x16 the per-image weight-gradient products are too small (`pdpipe-bench
     /// conv-backends`: 0.7x the primitive at 8x8, 1.0-1.6x from 16x16 up); there the primitive,
@@ -241,12 +256,18 @@ final class OneDNNConvCache: Sendable {
             pd_dnnl_set_threads(Int32(threads))
             var err = [CChar](repeating: 0, count: 512)
             guard let c = pd_dnnl_conv_create(Int32(p.batch), Int32(p.inChannels), Int32(p.outChannels), Int32(p.height),
-                                              Int32(p.width), Int32(p.kernel), Int32(p.padding), bias ? 1 : 0, dtype, 0,
-                                              &err, err.count) else {
+                                              Int32(p.width), Int32(p.kernel), Int32(p.padding), Int32(p.inputBlock),
+                                              Int32(p.outputBlock), bias ? 1 : 0, dtype, 0, &err, err.count) else {
                 fatalError("oneDNN: cannot create a convolution for \(p): \(OneDNN.string(err))")
             }
             return c
         }
+    }
+
+    /// The channel block of the layout the forward primitive picks for its input on this CPU.
+    func activationBlock() -> Int {
+        let probe = Conv2dShape(batch: 8, inChannels: 64, outChannels: 64, height: 16, width: 16, kernel: 3, padding: 1)
+        return Int(pd_dnnl_conv_activation_block(primitive(probe, bias: true, threads: Engine.threads)))
     }
 
     func implementations(_ p: Conv2dShape, bias: Bool) -> [String] {

@@ -20,6 +20,10 @@ public final class SongUNet: Module, DenoiserNetwork {
     let encoder: [(name: String, block: UNetBlock)]
     let decoder: [(name: String, block: UNetBlock)]
     let outNorm: GroupNorm, outSilu = SiLU(), outConv: Conv2d
+    /// The channel block the activations keep between the input and output convolutions: the
+    /// backend's (`ComputeBackend.activationBlock`) when every level's channel count is a
+    /// multiple of it, else 1 (NCHW). Input and output are NCHW either way.
+    public let activationBlock: Int
     // Forward bookkeeping for backward: per decoder block, the channels before the concatenation
     // and the index of the skip it consumed (nil when the block concatenates nothing).
     private var concatenations: [(split: Int, skip: Int)?] = []
@@ -87,6 +91,9 @@ public final class SongUNet: Module, DenoiserNetwork {
         decoder = dec
         outNorm = GroupNorm(channels: cout)
         outConv = Conv2d(inChannels: cout, outChannels: config.imageChannels, kernel: 3, initialization: .nearZero, rng: &rng)
+        let block = inputConv.backend.activationBlock
+        activationBlock = block > 1 && config.channelMult.allSatisfy({ (mc * $0) % block == 0 }) ? block : 1
+        (inputConv.outputBlock, outConv.outputBlock) = (activationBlock, 1)
     }
 
     var dropoutLayers: [Dropout] { (encoder + decoder).flatMap { $0.block.dropoutLayers } }
@@ -130,8 +137,9 @@ public final class SongUNet: Module, DenoiserNetwork {
         for (_, b) in encoder { h = b.forward(h, embedding: emb); skips.append(h) }
         concatenations = []
         for (_, b) in decoder {
-            if h.shape[1] != b.inChannels {
-                concatenations.append((h.shape[1], skips.count - 1))
+            let channels = h.imageGeometry.channels
+            if channels != b.inChannels {
+                concatenations.append((channels, skips.count - 1))
                 h = concatChannels(h, skips.removeLast())
             } else {
                 concatenations.append(nil)

@@ -1,5 +1,6 @@
 /// 2-D convolution, stride 1, square kernel (3x3 with padding 1, or 1x1), with bias.
-/// Weight [Cout, Cin, k, k], bias [Cout]; input/output NCHW with equal spatial size.
+/// Weight [Cout, Cin, k, k], bias [Cout]; input and output NCHW, or in channel blocks
+/// (`Tensor.blocked(_:)`) where the backend computes in them, with equal spatial size.
 public final class Conv2d: Layer {
     public let inChannels, outChannels, kernel, padding: Int
     public let weight: Parameter
@@ -8,6 +9,9 @@ public final class Conv2d: Layer {
     /// When false, `backward` skips dL/dx (returns zeros) — for a network's first conv, whose
     /// input is data. Parameter gradients are computed either way.
     public var computesInputGradient = true
+    /// The channel block of the output (1: NCHW); nil: the input's. A network keeping blocked
+    /// activations sets it on the convolutions where the layout changes (its first and last).
+    public var outputBlock: Int?
     private var input: Tensor?
 
     public init(inChannels: Int, outChannels: Int, kernel: Int, padding: Int? = nil, bias: Bool = true,
@@ -28,16 +32,21 @@ public final class Conv2d: Layer {
         [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
     }
 
-    func geometry(_ s: [Int]) -> Conv2dShape {
-        precondition(s.count == 4 && s[1] == inChannels, "Conv2d: expected [N, \(inChannels), H, W], got \(s)")
-        return Conv2dShape(batch: s[0], inChannels: inChannels, outChannels: outChannels,
-                           height: s[2], width: s[3], kernel: kernel, padding: padding)
+    func geometry(_ x: Tensor) -> Conv2dShape {
+        let i = x.imageGeometry
+        precondition(i.channels == inChannels, "Conv2d: expected \(inChannels) input channels, got \(x.shape)")
+        return Conv2dShape(batch: i.batch, inChannels: inChannels, outChannels: outChannels, height: i.height, width: i.width,
+                           kernel: kernel, padding: padding, inputBlock: i.block, outputBlock: outputBlock ?? i.block)
+    }
+
+    static func outputShape(_ g: Conv2dShape) -> [Int] {
+        Tensor.imageShape(batch: g.batch, channels: g.outChannels, height: g.outHeight, width: g.outWidth, block: g.outputBlock)
     }
 
     public func forward(_ x: Tensor) -> Tensor {
-        let g = geometry(x.shape)
+        let g = geometry(x)
         input = x
-        return Tensor(shape: [g.batch, outChannels, g.outHeight, g.outWidth]) { y in
+        return Tensor(shape: Self.outputShape(g)) { y in
             x.data.withUnsafeBufferPointer { xp in
                 weight.value.data.withUnsafeBufferPointer { wp in
                     if let bias {
@@ -55,8 +64,8 @@ public final class Conv2d: Layer {
     public func backward(_ dy: Tensor) -> Tensor {
         guard let x = input else { preconditionFailure("Conv2d.backward before forward") }
         defer { input = nil }  // backward releases the cache: activations are freed as backward walks back
-        let g = geometry(x.shape)
-        precondition(dy.shape == [g.batch, outChannels, g.outHeight, g.outWidth], "Conv2d.backward: dy shape \(dy.shape)")
+        let g = geometry(x)
+        precondition(dy.shape == Self.outputShape(g), "Conv2d.backward: dy shape \(dy.shape)")
         let wantDx = computesInputGradient
         return Tensor(shape: x.shape) { dx in
             if !wantDx { dx.update(repeating: 0) }

@@ -1,6 +1,6 @@
 /// Group normalisation over (channels in group, H, W) per image, with per-channel
 /// affine gamma (init 1) and beta (init 0). EDM: 32 groups, at least 4 channels per group, eps 1e-6.
-/// Accepts NCHW or [N, C] (spatial size 1).
+/// Accepts NCHW, channel blocks (`Tensor.blocked(_:)`) or [N, C] (spatial size 1).
 public final class GroupNorm: Layer {
     public let channels, groups: Int
     public let eps: Float
@@ -24,6 +24,10 @@ public final class GroupNorm: Layer {
     public func namedParameters() -> [(name: String, parameter: Parameter)] { [("weight", gamma), ("bias", beta)] }
 
     func geometry(_ s: [Int]) -> GroupNormShape {
+        if s.count == 5 {
+            precondition(s[1] * s[4] == channels, "GroupNorm: expected \(channels) channels, got \(s)")
+            return GroupNormShape(batch: s[0], channels: channels, spatial: s[2] * s[3], groups: groups, eps: eps, block: s[4])
+        }
         precondition(s.count >= 2 && s[1] == channels, "GroupNorm: expected [N, \(channels), ...], got \(s)")
         return GroupNormShape(batch: s[0], channels: channels, spatial: s.dropFirst(2).reduce(1, *), groups: groups, eps: eps)
     }

@@ -34,13 +34,17 @@ public final class SelfAttention: Layer {
     }
 
     public func forward(_ x: Tensor) -> Tensor {
-        precondition(x.rank == 4 && x.shape[1] == channels, "SelfAttention: expected [N, \(channels), H, W], got \(x.shape)")
-        let (n, c, p) = (x.shape[0], channels, x.shape[2] * x.shape[3])
+        let g = x.imageGeometry
+        precondition(g.channels == channels, "SelfAttention: expected \(channels) channels, got \(x.shape)")
+        let (n, c, p) = (g.batch, channels, g.height * g.width)
         let (row3, image3, image, square) = Self.strides(c: c, p: p)
+        // The products read channels as matrix rows, so q, k, v and the mixed values are NCHW
+        // whatever the input's layout; the two 1x1 convolutions change the layout on the way.
+        (qkv.outputBlock, proj.outputBlock) = (1, g.block)
         let t = qkv.forward(x)
         self.t = t
         w = [Float](repeating: 0, count: n * p * p)
-        var a = Tensor(zeros: x.shape)
+        var a = Tensor(zeros: [n, c, g.height, g.width])
         // S[q, k] = sum_c Q[c, q] K[c, k] / sqrt(C)
         let scores = BatchedGemm(batch: n, m: p, n: p, k: c, transA: true, lda: row3, ldb: row3, ldc: p,
                                  strideA: image3, strideB: image3, strideC: square, alpha: 1 / Float(c).squareRoot())

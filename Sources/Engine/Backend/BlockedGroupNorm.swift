@@ -1,0 +1,127 @@
+/// GroupNorm on activations in channel blocks of b (`Tensor.blocked(_:)`, b a multiple of 8):
+/// element (n, c, i) at x[n][c / b][i][c % b]. Each pass walks a block's pixels eight channels
+/// at a time (one SIMD vector per pixel), then combines the channels of each group:
+///
+///     mean_g = sum_{c in g, i} x / (|g| S),   var_g = sum_{c in g, i} (x - mean_g)^2 / (|g| S)
+///     y  = (x - mean_g) * rstd_g * gamma_c + beta_c
+///     dx = rstd_g * (gamma_c dy - mean_g(gamma dy) - xhat * mean_g(gamma dy xhat))
+///
+/// Statistics in Double (two passes), gradient sums in Float, as the NCHW kernels; the order of
+/// the additions differs from theirs (per channel first, then per group). Images are split
+/// across threads.
+extension GroupNormKernels {
+    typealias Lanes = SIMD8<Float>
+
+    @inline(__always) static func load(_ p: UnsafePointer<Float>) -> Lanes { UnsafeRawPointer(p).loadUnaligned(as: Lanes.self) }
+    @inline(__always) static func store(_ v: Lanes, _ p: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: Lanes.self)
+    }
+    @inline(__always) static func widened(_ v: Lanes) -> SIMD8<Double> {
+        SIMD8(Double(v[0]), Double(v[1]), Double(v[2]), Double(v[3]), Double(v[4]), Double(v[5]), Double(v[6]), Double(v[7]))
+    }
+
+    public static func blockedForward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                                      beta: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                                      mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>) {
+        let (b, s, c, groups) = (p.block, p.spatial, p.channels, p.groups)
+        let cpg = c / groups, count = Double(cpg * s)
+        precondition(b % 8 == 0 && c % b == 0, "GroupNorm: \(c) channels in blocks of \(b)")
+        Engine.parallelFor(p.batch, costPerItem: 3 * c * s) { images in
+            var channelSums = [Double](repeating: 0, count: c), groupMeans = [Double](repeating: 0, count: groups)
+            func groupSum(_ g: Int) -> Double {
+                var sum = 0.0
+                for ch in g * cpg ..< (g + 1) * cpg { sum += channelSums[ch] }
+                return sum
+            }
+            for n in images {
+                let xn = x + n * c * s, yn = y + n * c * s
+                // Channels first ..< first + 8 lie side by side in one block; a pixel is b floats on.
+                for first in stride(from: 0, to: c, by: 8) {
+                    let xs = xn + (first - first % b) * s + first % b
+                    var acc = SIMD8<Double>()
+                    for i in 0..<s { acc += widened(load(xs + i * b)) }
+                    for l in 0..<8 { channelSums[first + l] = acc[l] }
+                }
+                for g in 0..<groups {
+                    groupMeans[g] = groupSum(g) / count
+                    mean[n * groups + g] = Float(groupMeans[g])
+                }
+                for first in stride(from: 0, to: c, by: 8) {
+                    let xs = xn + (first - first % b) * s + first % b
+                    var centre = SIMD8<Double>(), acc = SIMD8<Double>()
+                    for l in 0..<8 { centre[l] = groupMeans[(first + l) / cpg] }
+                    for i in 0..<s { let d = widened(load(xs + i * b)) - centre; acc += d * d }
+                    for l in 0..<8 { channelSums[first + l] = acc[l] }
+                }
+                for g in 0..<groups { rstd[n * groups + g] = Float(1.0 / (groupSum(g) / count + Double(p.eps)).squareRoot()) }
+                for first in stride(from: 0, to: c, by: 8) {
+                    let offset = (first - first % b) * s + first % b
+                    var scale = Lanes(), shift = Lanes()
+                    for l in 0..<8 {
+                        let ch = first + l, ng = n * groups + ch / cpg
+                        scale[l] = rstd[ng] * gamma[ch]
+                        shift[l] = beta[ch] - mean[ng] * scale[l]
+                    }
+                    let (xs, ys) = (xn + offset, yn + offset)
+                    for i in 0..<s { store(load(xs + i * b) * scale + shift, ys + i * b) }
+                }
+            }
+        }
+    }
+
+    public static func blockedBackward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                                       mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                                       dx: UnsafeMutablePointer<Float>, dGamma: UnsafeMutablePointer<Float>,
+                                       dBeta: UnsafeMutablePointer<Float>) {
+        let (b, s, c, groups) = (p.block, p.spatial, p.channels, p.groups)
+        let cpg = c / groups, count = Float(cpg * s)
+        precondition(b % 8 == 0 && c % b == 0, "GroupNorm: \(c) channels in blocks of \(b)")
+        // Per (image, channel): sum(dy) and sum(dy * xhat), for dGamma/dBeta and for dx.
+        let sums = UnsafeMutablePointer<Float>.allocate(capacity: 2 * p.batch * c)
+        defer { sums.deallocate() }
+        Engine.parallelFor(p.batch, costPerItem: 4 * c * s) { images in
+            var meanGammaDy = [Float](repeating: 0, count: groups), meanGammaDyXhat = meanGammaDy
+            for n in images {
+                let (xn, dyn, dxn) = (x + n * c * s, dy + n * c * s, dx + n * c * s)
+                for first in stride(from: 0, to: c, by: 8) {
+                    let offset = (first - first % b) * s + first % b
+                    let (xs, ds) = (xn + offset, dyn + offset)
+                    var centre = Lanes(), sumDy = Lanes(), sumDyX = Lanes()
+                    for l in 0..<8 { centre[l] = mean[n * groups + (first + l) / cpg] }
+                    for i in 0..<s {
+                        let d = load(ds + i * b)
+                        sumDy += d
+                        sumDyX += d * (load(xs + i * b) - centre)
+                    }
+                    for l in 0..<8 {
+                        let ch = first + l
+                        sums[2 * (n * c + ch)] = sumDy[l]
+                        sums[2 * (n * c + ch) + 1] = sumDyX[l] * rstd[n * groups + ch / cpg]
+                    }
+                }
+                for g in 0..<groups {
+                    var (sa, sb): (Float, Float) = (0, 0)
+                    for ch in g * cpg ..< (g + 1) * cpg { sa += gamma[ch] * sums[2 * (n * c + ch)]; sb += gamma[ch] * sums[2 * (n * c + ch) + 1] }
+                    (meanGammaDy[g], meanGammaDyXhat[g]) = (sa / count, sb / count)
+                }
+                // dx = rs (gamma dy - mean(gamma dy) - (x - m) rs mean(gamma dy xhat)), as per-lane coefficients.
+                for first in stride(from: 0, to: c, by: 8) {
+                    let offset = (first - first % b) * s + first % b
+                    let (xs, ds, out) = (xn + offset, dyn + offset, dxn + offset)
+                    var centre = Lanes(), dyScale = Lanes(), xScale = Lanes(), shift = Lanes()
+                    for l in 0..<8 {
+                        let ch = first + l, g = ch / cpg, rs = rstd[n * groups + g]
+                        centre[l] = mean[n * groups + g]
+                        dyScale[l] = rs * gamma[ch]
+                        xScale[l] = -rs * rs * meanGammaDyXhat[g]
+                        shift[l] = -rs * meanGammaDy[g]
+                    }
+                    for i in 0..<s { store(dyScale * load(ds + i * b) + (load(xs + i * b) - centre) * xScale + shift, out + i * b) }
+                }
+            }
+        }
+        for n in 0..<p.batch {
+            for ch in 0..<c { dBeta[ch] += sums[2 * (n * c + ch)]; dGamma[ch] += sums[2 * (n * c + ch) + 1] }
+        }
+    }
+}

@@ -1,0 +1,125 @@
+import Foundation
+import Testing
+@testable import Engine
+
+/// Activations in channel blocks (`Tensor.blocked(_:)`): the layout against its definition, and
+/// every op that sees channels or pixels, run on blocked tensors, against the same op on NCHW.
+struct BlockedLayoutTests {
+    static func relative(_ a: Tensor, _ b: Tensor) -> Double { BackendSelection.relativeL2(a.data, b.data) }
+
+    @Test(arguments: [4, 8, 16]) func blockedPutsEachElementWhereTheLayoutSays(block: Int) {
+        let (n, c, h, w) = (2, 32, 3, 5)
+        let x = LayerGradientTests.input([n, c, h, w])
+        let y = x.blocked(block)
+        #expect(y.shape == [n, c / block, h, w, block])
+        #expect(y.imageGeometry == (n, c, h, w, block))
+        for i in 0..<n { for ch in 0..<c { for r in 0..<h { for s in 0..<w {
+            let plain = ((i * c + ch) * h + r) * w + s
+            let blocked = (((i * (c / block) + ch / block) * h + r) * w + s) * block + ch % block
+            #expect(y.data[blocked] == x.data[plain])
+        } } } }
+        #expect(y.unblocked() == x)
+        #expect(y.blocked(block) == y && x.blocked(1) == x)
+    }
+
+    /// Resampling, the embedding add and its backward, and concatenation compute the same values
+    /// per element in both layouts, so they agree bit for bit.
+    @Test(arguments: [8, 16]) func parameterFreeOpsGiveNCHWsBits(block: Int) {
+        let x = LayerGradientTests.input([3, 32, 8, 6], seed: 2), xb = x.blocked(block)
+        let e = LayerGradientTests.input([3, 32], seed: 3)
+        for layer in [Downsample2x(), Upsample2x()] as [any Layer] {
+            let y = layer.forward(x), dy = LayerGradientTests.input(y.shape, seed: 4)
+            let dx = layer.backward(dy)
+            let yb = layer.forward(xb), dxb = layer.backward(dy.blocked(block))
+            #expect(yb.unblocked() == y, "\(type(of: layer)) forward")
+            #expect(dxb.unblocked() == dx, "\(type(of: layer)) backward")
+        }
+        #expect(addChannelwise(xb, e).unblocked() == addChannelwise(x, e))
+        #expect(sumSpatial(xb) == sumSpatial(x))
+        let other = LayerGradientTests.input([3, 16, 8, 6], seed: 5)
+        let joined = concatChannels(xb, other.blocked(block))
+        #expect(joined.unblocked() == concatChannels(x, other))
+        let (a, b) = splitChannels(joined, at: 32)
+        #expect(a == xb && b == other.blocked(block))
+    }
+
+    /// GroupNorm on blocked activations against NCHW (groups within a block, a block per group,
+    /// groups spanning blocks), forward and backward; the sums run in another order, so to rounding.
+    @Test(arguments: [(32, 8, 8), (32, 8, 16), (64, 32, 8), (128, 32, 16), (96, 2, 8)])
+    func groupNormMatchesNCHW(channels: Int, groups: Int, block: Int) {
+        func run(_ x: Tensor, _ dy: Tensor) -> (y: Tensor, dx: Tensor, grads: [[Float]]) {
+            let norm = GroupNorm(channels: channels, groups: groups, minChannelsPerGroup: 1, backend: BLASBackend())
+            LayerGradientTests.randomize(norm, seed: 7)
+            norm.zeroGrad()
+            let y = norm.forward(x)
+            return (y, norm.backward(dy), norm.parameters.map(\.grad.data))
+        }
+        let x = LayerGradientTests.input([3, channels, 6, 5], seed: 8).scaled(3) + Tensor(repeating: 0.5, shape: [3, channels, 6, 5])
+        let dy = LayerGradientTests.input(x.shape, seed: 9)
+        let plain = run(x, dy), blocked = run(x.blocked(block), dy.blocked(block))
+        #expect(Self.relative(blocked.y.unblocked(), plain.y) < 1e-6)
+        #expect(Self.relative(blocked.dx.unblocked(), plain.dx) < 1e-5)
+        for (a, r) in zip(blocked.grads, plain.grads) { #expect(BackendSelection.relativeL2(a, r) < 1e-5) }
+    }
+}
+
+/// oneDNN's convolutions with blocked inputs and outputs (the U-Net's inner convolutions, its
+/// first one from NCHW, its last one and attention's qkv to NCHW) against OpenBLAS on NCHW.
+@Suite(.enabled(if: OneDNN.isAvailable, "oneDNN (libdnnl2) not installed"))
+struct BlockedOneDNNTests {
+    @Test(arguments: [(16, 32, 3, true, true), (5, 32, 3, false, true), (32, 3, 3, true, false),
+                      (32, 96, 1, true, false), (32, 32, 1, false, true), (48, 32, 1, true, true)])
+    func convolutionsInBlocksMatchOpenBLAS(cin: Int, cout: Int, kernel: Int, blockedInput: Bool, blockedOutput: Bool) throws {
+        let dnnl = try OneDNNBackend()
+        let b = dnnl.activationBlock
+        try #require(b > 1, "oneDNN picked a plain layout")
+        let x = LayerGradientTests.input([3, cin, 8, 8], seed: 12)
+        func run(_ backend: any ComputeBackend, inBlock: Int, outBlock: Int) -> (y: Tensor, dx: Tensor, grads: [[Float]]) {
+            var rng = RandomGenerator(seed: 13)
+            let conv = Conv2d(inChannels: cin, outChannels: cout, kernel: kernel, rng: &rng, backend: backend)
+            conv.outputBlock = outBlock
+            conv.zeroGrad()
+            let y = conv.forward(x.blocked(inBlock))
+            let dy = LayerGradientTests.input(y.imageGeometry.block == 1 ? y.shape : y.unblocked().shape, seed: 14)
+            let dx = conv.backward(dy.blocked(outBlock))
+            return (y.unblocked(), dx.unblocked(), conv.parameters.map(\.grad.data))
+        }
+        let ours = run(dnnl, inBlock: blockedInput ? b : 1, outBlock: blockedOutput ? b : 1)
+        let reference = run(BLASBackend(), inBlock: 1, outBlock: 1)
+        #expect(BlockedLayoutTests.relative(ours.y, reference.y) < 1e-5)
+        #expect(BlockedLayoutTests.relative(ours.dx, reference.dx) < 1e-5)
+        for (a, r) in zip(ours.grads, reference.grads) { #expect(BackendSelection.relativeL2(a, r) < 1e-5) }
+    }
+
+    /// A U-Net whose channel counts split into oneDNN's blocks keeps its activations blocked;
+    /// one whose counts do not stays NCHW; OpenBLAS is always NCHW.
+    @Test func theUNetChoosesItsLayoutFromItsChannels() throws {
+        let dnnl = try OneDNNBackend()
+        let b = dnnl.activationBlock
+        let fits = UNetConfig(imageChannels: 1, coordinates: true, modelChannels: 16, channelMult: [1, 2],
+                              numBlocks: 1, attentionLevels: [1], dropout: 0)
+        var odd = fits
+        odd.modelChannels = 12
+        #expect(Engine.withBackend(dnnl) { SongUNet(config: fits, seed: 1) }.activationBlock == b)
+        #expect(Engine.withBackend(dnnl) { SongUNet(config: odd, seed: 1) }.activationBlock == 1)
+        #expect(Engine.withBackend(BLASBackend()) { SongUNet(config: fits, seed: 1) }.activationBlock == 1)
+    }
+}
+
+extension BlockedOneDNNTests {
+    /// Sampling (no activations kept for a backward, the evaluation-mode forward of the sampler)
+    /// gives the training forward's bits in the blocked layout too, and the same U-Net run twice
+    /// gives the same bits.
+    @Test func blockedUNetForwardIsReproducibleAndSamplingGivesTrainingBits() throws {
+        let dnnl = try OneDNNBackend()
+        let net = Engine.withBackend(dnnl) { SongUNet(config: BackendOneDNNTests.blockable, seed: 3) }
+        try #require(net.activationBlock > 1)
+        DiffusionUNetTests.randomize(net, seed: 4)
+        let x = LayerGradientTests.input([2, 5, 16, 16], seed: 6)
+        let training = net.forward(x, noiseLabels: [0.2, -1.1])
+        #expect(net.forward(x, noiseLabels: [0.2, -1.1]) == training)
+        net.retainsForBackward = false
+        #expect(net.forward(x, noiseLabels: [0.2, -1.1]) == training)
+        #expect(training.shape == [2, 3, 16, 16])
+    }
+}
