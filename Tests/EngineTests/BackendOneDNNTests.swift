@@ -93,22 +93,28 @@ struct BackendOneDNNTests {
         }
     }
 
-    /// SiLU's gate from oneDNN's logistic against x / (1 + exp(-x)) in Float64, elementwise,
-    /// over sizes below and above the threads' split and values out to where exp saturates.
+    /// SiLU from oneDNN's swish kernels against x / (1 + exp(-x)) and its derivative
+    /// s (1 + x (1 - s)) in Float64, elementwise, over sizes below and above the threads' split
+    /// and values out to where exp saturates. oneDNN keeps no gate: `sigmoid` stays untouched.
     @Test(arguments: [1, 7, 40_000]) func siluMatchesItsDefinition(count: Int) throws {
         let dnnl = try OneDNNBackend()
+        #expect(!dnnl.siluKeepsGate)
         var rng = RandomGenerator(seed: UInt64(count))
         var x = Tensor(randomNormal: [count], scale: 6, using: &rng).data
         for (i, v) in [-100, -30, -1e-6, 0, 1e-6, 30, 100].enumerated() where i < count { x[i] = Float(v) }
-        var y = [Float](repeating: .nan, count: count), s = y
+        let dy = Tensor(randomNormal: [count], using: &rng).data
+        var y = [Float](repeating: .nan, count: count), dx = y, s = y
         dnnl.siluForward(count: count, x: x, y: &y, sigmoid: &s)
+        dnnl.siluBackward(count: count, x: x, sigmoid: nil, dy: dy, dx: &dx)
+        #expect(s.allSatisfy { $0.isNaN })
         for i in 0..<count {
-            let gate = 1 / (1 + exp(-Double(x[i])))
-            // Relative 1e-6, and absolute 1e-30 where the gate is subnormal in Float (x < -87):
-            // oneDNN flushes those to 0.
-            #expect(abs(Double(s[i]) - gate) <= 1e-6 * gate + 1e-30, "sigmoid(\(x[i])) = \(s[i]), want \(gate)")
-            #expect(abs(Double(y[i]) - Double(x[i]) * gate) <= 1e-6 * abs(Double(x[i]) * gate) + 1e-30,
-                    "silu(\(x[i])) = \(y[i])")
+            let v = Double(x[i]), gate = 1 / (1 + exp(-v)), slope = gate * (1 + v * (1 - gate))
+            // Relative 1e-6 (forward) and 2e-6 (backward; near x = -1.28, where the slope crosses
+            // zero, against the largest term), absolute 1e-30 where the gate is subnormal in Float
+            // (x < -87): oneDNN flushes those to 0.
+            #expect(abs(Double(y[i]) - v * gate) <= 1e-6 * abs(v * gate) + 1e-30, "silu(\(x[i])) = \(y[i])")
+            let want = Double(dy[i]) * slope, scale = abs(Double(dy[i])) * max(abs(slope), gate, abs(v) * gate * (1 - gate))
+            #expect(abs(Double(dx[i]) - want) <= 2e-6 * scale + 1e-30, "silu'(\(x[i])) dy = \(dx[i]), want \(want)")
         }
     }
 
@@ -194,7 +200,7 @@ struct BackendOneDNNTests {
 
     /// The self-check's metric flags a wrong convolution, batched product or SiLU (it compares
     /// with OpenBLAS).
-    @Test(arguments: [Off.Fault.conv, .matmul, .silu]) func selfCheckDetectsAWrongOp(fault: Off.Fault) {
+    @Test(arguments: [Off.Fault.conv, .matmul, .silu, .siluBackward]) func selfCheckDetectsAWrongOp(fault: Off.Fault) {
         #expect(BackendSelection.selfCheckError(BLASBackend()) == 0)
         #expect(BackendSelection.selfCheckError(Off(fault: nil)) == 0)
         #expect(BackendSelection.selfCheckError(Off(fault: fault)) > BackendSelection.tolerance)
@@ -202,7 +208,7 @@ struct BackendOneDNNTests {
 
     /// OpenBLAS with one output off by 0.01 in the op named by `fault`.
     struct Off: ComputeBackend {
-        enum Fault: Sendable { case conv, matmul, silu }
+        enum Fault: Sendable { case conv, matmul, silu, siluBackward }
         let fault: Fault?
         let inner = BLASBackend()
         var name: String { "off" }
@@ -237,9 +243,11 @@ struct BackendOneDNNTests {
             inner.siluForward(count: count, x: x, y: y, sigmoid: sigmoid)
             if fault == .silu { y[0] += 0.01 }
         }
-        func siluBackward(count: Int, x: UnsafePointer<Float>, sigmoid: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+        var siluKeepsGate: Bool { inner.siluKeepsGate }
+        func siluBackward(count: Int, x: UnsafePointer<Float>, sigmoid: UnsafePointer<Float>?, dy: UnsafePointer<Float>,
                           dx: UnsafeMutablePointer<Float>) {
             inner.siluBackward(count: count, x: x, sigmoid: sigmoid, dy: dy, dx: dx)
+            if fault == .siluBackward { dx[0] += 0.01 }
         }
     }
 }

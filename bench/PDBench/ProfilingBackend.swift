@@ -87,7 +87,9 @@ final class ProfilingBackend: ComputeBackend, @unchecked Sendable {
         timed(.silu, flops: 0) { inner.siluForward(count: count, x: x, y: y, sigmoid: sigmoid) }
     }
 
-    func siluBackward(count: Int, x: UnsafePointer<Float>, sigmoid: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+    var siluKeepsGate: Bool { inner.siluKeepsGate }
+
+    func siluBackward(count: Int, x: UnsafePointer<Float>, sigmoid: UnsafePointer<Float>?, dy: UnsafePointer<Float>,
                       dx: UnsafeMutablePointer<Float>) {
         timed(.silu, flops: 0) { inner.siluBackward(count: count, x: x, sigmoid: sigmoid, dy: dy, dx: dx) }
     }

@@ -51,14 +51,17 @@ int pd_dnnl_conv_backward_data(pd_dnnl_conv *c, const float *w, const float *dy,
 int pd_dnnl_conv_backward_weights(pd_dnnl_conv *c, const float *x, const float *dy, float *dw, float *db);
 
 
-/// An elementwise op over `count` contiguous f32 values (oneDNN's JIT eltwise kernels).
+/// An elementwise op over `count` contiguous f32 values (oneDNN's JIT eltwise kernels):
+/// logistic 1 / (1 + exp(-x)) or swish x / (1 + exp(-x)) (SiLU).
 typedef struct pd_dnnl_eltwise pd_dnnl_eltwise;
-enum { PD_DNNL_LOGISTIC = 0 };
+enum { PD_DNNL_LOGISTIC = 0, PD_DNNL_SWISH = 1 };
 
 pd_dnnl_eltwise *pd_dnnl_eltwise_create(int kind, long count, char *err, size_t errlen);
 void pd_dnnl_eltwise_destroy(pd_dnnl_eltwise *e);
 /// y = f(x) (x == y allowed). Returns 0 on success.
 int pd_dnnl_eltwise_forward(pd_dnnl_eltwise *e, const float *x, float *y);
+/// dx = f'(x) * dy from the input x (the backward primitive is made on first use).
+int pd_dnnl_eltwise_backward(pd_dnnl_eltwise *e, const float *x, const float *dy, float *dx);
 
 /// A batched matrix product over plain f32 buffers: for b in 0..<batch,
 /// C_b = alpha * op(A_b) * op(B_b) (C overwritten), row-major with leading dimensions

@@ -39,8 +39,9 @@ public struct BLASBackend: ComputeBackend {
         SiLUKernels.forward(count: count, x: x, y: y, sigmoid: sigmoid)
     }
 
-    public func siluBackward(count: Int, x: UnsafePointer<Float>, sigmoid: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+    public func siluBackward(count: Int, x: UnsafePointer<Float>, sigmoid: UnsafePointer<Float>?, dy: UnsafePointer<Float>,
                              dx: UnsafeMutablePointer<Float>) {
+        guard let sigmoid else { preconditionFailure("siluBackward: OpenBLAS reads the gate its forward kept") }
         SiLUKernels.backward(count: count, x: x, sigmoid: sigmoid, dy: dy, dx: dx)
     }
 

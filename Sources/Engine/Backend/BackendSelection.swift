@@ -8,7 +8,8 @@ import Foundation
 /// OpenBLAS. Stage keys name a backend other than OpenBLAS (`engine.backend`), since results of
 /// the two differ in the last bits: a result computed on one is never restored for the other.
 /// The self-check runs small convolutions (3x3 and 1x1, with and without bias, forward,
-/// backward-data and backward-weights), a batched matmul and SiLU on both backends and compares them.
+/// backward-data and backward-weights), a batched matmul and SiLU (forward and backward) on both
+/// backends and compares them.
 public enum BackendSelection {
     public struct Report: Sendable, Equatable, CustomStringConvertible {
         /// The backend in use ("openblas" or "onednn").
@@ -72,12 +73,16 @@ public enum BackendSelection {
         let g = BatchedGemm(batch: 2, m: 6, n: 6, k: 4, transA: true, lda: 18, ldb: 18, ldc: 6,
                             strideA: 72, strideB: 72, strideC: 36, alpha: 0.5)
         let a = (0..<144).map { _ in rng.uniform(-1, 1) }, b = (0..<144).map { _ in rng.uniform(-1, 1) }
-        let x = (0..<1000).map { _ in rng.uniform(-8, 8) }
+        let x = (0..<1000).map { _ in rng.uniform(-8, 8) }, dy = (0..<1000).map { _ in rng.uniform(-1, 1) }
         let results = [backend, reference].map { backend in
-            var c = [Float](repeating: .nan, count: 72), y = [Float](repeating: .nan, count: x.count), gate = y
+            var c = [Float](repeating: .nan, count: 72), y = [Float](repeating: .nan, count: x.count), dx = y, gate = y
             backend.batchedSgemm(g, a: a, b: b, c: &c)
-            backend.siluForward(count: x.count, x: x, y: &y, sigmoid: &gate)
-            return [c, y, gate]
+            gate.withUnsafeMutableBufferPointer { s in
+                let kept = backend.siluKeepsGate ? s.baseAddress : nil
+                backend.siluForward(count: x.count, x: x, y: &y, sigmoid: kept)
+                backend.siluBackward(count: x.count, x: x, sigmoid: kept.map { UnsafePointer($0) }, dy: dy, dx: &dx)
+            }
+            return [c, y, dx]
         }
         for (a, r) in zip(results[0], results[1]) { worst = max(worst, relativeL2(a, r)) }
         return worst

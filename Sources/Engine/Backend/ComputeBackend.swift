@@ -34,12 +34,16 @@ public protocol ComputeBackend: Sendable {
                            dx: UnsafeMutablePointer<Float>, dGamma: UnsafeMutablePointer<Float>,
                            dBeta: UnsafeMutablePointer<Float>)
 
-    /// SiLU forward over `count` values: y = x * sigmoid(x); with `sigmoid` given, also stores
-    /// the gate sigmoid(x) there for the backward.
+    /// SiLU forward over `count` values: y = x * sigmoid(x); with `sigmoid` given (backends that
+    /// keep the gate, `siluKeepsGate`), also stores the gate sigmoid(x) there for the backward.
     func siluForward(count: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, sigmoid: UnsafeMutablePointer<Float>?)
-    /// SiLU backward from the stored gate s: dx = dy * s * (1 + x * (1 - s)).
-    func siluBackward(count: Int, x: UnsafePointer<Float>, sigmoid: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+    /// SiLU backward: dx = dy * s * (1 + x * (1 - s)) with s = sigmoid(x), read from the kept
+    /// gate when the backend keeps one, else computed anew from x.
+    func siluBackward(count: Int, x: UnsafePointer<Float>, sigmoid: UnsafePointer<Float>?, dy: UnsafePointer<Float>,
                       dx: UnsafeMutablePointer<Float>)
+    /// Whether the backward reads a gate kept by the forward (OpenBLAS: saves an exp per element)
+    /// or recomputes it (oneDNN: one pass fewer over memory in the forward).
+    var siluKeepsGate: Bool { get }
 
     /// The channel block the backend's convolutions compute in (oneDNN: 8 on AVX2, 16 on
     /// AVX-512). A network whose channel counts are multiples of it keeps its activations in that
@@ -49,6 +53,7 @@ public protocol ComputeBackend: Sendable {
 
 extension ComputeBackend {
     public var activationBlock: Int { 1 }
+    public var siluKeepsGate: Bool { true }
 }
 
 /// Geometry of a stride-1 square-kernel convolution, with the layouts of its activations:

@@ -7,7 +7,7 @@ import Foundation
 /// (`activationBlock`, `Tensor.blocked(_:)`), so those convolutions reorder only the OIHW
 /// weights; NCHW activations are reordered at each call. fp32 1x1 convolutions between NCHW
 /// buffers run as matmuls instead (no reorders).
-/// SiLU's gate runs as oneDNN's logistic and batched matmuls (attention) as its matmul; single
+/// SiLU runs as oneDNN's swish kernels and batched matmuls (attention) as its matmul; single
 /// sgemm calls and GroupNorm stay on OpenBLAS / our loops (`fallback`).
 ///
 /// Primitives are created once per (geometry, bias, precision, thread count) and reused. Results
@@ -19,7 +19,7 @@ public struct OneDNNBackend: ComputeBackend {
     /// Where the ops oneDNN does not cover here go (and the self-check's reference).
     public let fallback: BLASBackend
     let primitives: OneDNNConvCache
-    let logistic = OneDNNLogistic()
+    let swish = OneDNNSwish()
     let matmuls = OneDNNMatmuls()
 
     public enum Failure: Error, CustomStringConvertible {
@@ -57,8 +57,9 @@ public struct OneDNNBackend: ComputeBackend {
     /// Bumped whenever a change alters the bits this backend computes, so stage keys made on it
     /// (`engine.numerics`) never restore results of older numerics. 1: convolutions; 2: also
     /// SiLU's gate and attention's batched products; 3: 1x1 convolutions as matmuls; 4: U-Net
-    /// activations kept in oneDNN's blocked layout.
-    public static let numericsRevision = 4
+    /// activations kept in oneDNN's blocked layout; 5: SiLU as swish (forward in one pass, the
+    /// backward recomputing the gate).
+    public static let numericsRevision = 5
 
     public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                       a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
@@ -181,17 +182,17 @@ public struct OneDNNBackend: ComputeBackend {
         }
     }
 
-    /// The gate comes from oneDNN's vectorised logistic; the multiply and the backward are the
-    /// shared loops (memory-bound, nothing to gain from a primitive).
+    /// SiLU as oneDNN's swish kernels: the forward in one pass (no gate kept: `sigmoid` is left
+    /// untouched), the backward recomputing the gate from x.
+    public var siluKeepsGate: Bool { false }
+
     public func siluForward(count: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, sigmoid: UnsafeMutablePointer<Float>?) {
-        let gate = sigmoid ?? y  // without a place to keep it, the gate goes through y
-        logistic.run(count: count, x: x, s: gate)
-        SiLUKernels.gate(count: count, x: x, sigmoid: gate, y: y)
+        swish.forward(count: count, x: x, y: y)
     }
 
-    public func siluBackward(count: Int, x: UnsafePointer<Float>, sigmoid: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+    public func siluBackward(count: Int, x: UnsafePointer<Float>, sigmoid: UnsafePointer<Float>?, dy: UnsafePointer<Float>,
                              dx: UnsafeMutablePointer<Float>) {
-        SiLUKernels.backward(count: count, x: x, sigmoid: sigmoid, dy: dy, dx: dx)
+        swish.backward(count: count, x: x, dy: dy, dx: dx)
     }
 
     /// Implementation names oneDNN chose for a geometry (forward, backward-data, backward-weights),
@@ -286,24 +287,35 @@ final class OneDNNConvCache: Sendable {
     }
 }
 
-/// The logistic (sigmoid) primitives of one backend, one per element count and thread count.
-final class OneDNNLogistic: Sendable {
+/// SiLU (swish with alpha 1) primitives, one per element count and thread count.
+final class OneDNNSwish: Sendable {
     struct Key: Hashable { var count: Int, threads: Int }
     private let entries = OneDNNPrimitives<Key>(destroy: { pd_dnnl_eltwise_destroy($0) })
 
-    /// s = 1 / (1 + exp(-x)) over `count` values (s may alias x).
-    func run(count: Int, x: UnsafePointer<Float>, s: UnsafeMutablePointer<Float>) {
+    private func primitive(count: Int) -> OpaquePointer {
         let threads = Engine.threads
         let e = entries.primitive(Key(count: count, threads: threads)) {
             pd_dnnl_set_threads(Int32(threads))
             var err = [CChar](repeating: 0, count: 512)
-            guard let e = pd_dnnl_eltwise_create(Int32(PD_DNNL_LOGISTIC), count, &err, err.count) else {
-                fatalError("oneDNN: cannot create a logistic over \(count) values: \(OneDNN.string(err))")
+            guard let e = pd_dnnl_eltwise_create(Int32(PD_DNNL_SWISH), count, &err, err.count) else {
+                fatalError("oneDNN: cannot create a swish over \(count) values: \(OneDNN.string(err))")
             }
             return e
         }
         pd_dnnl_set_threads(Int32(threads))
-        guard pd_dnnl_eltwise_forward(e, x, s) == 0 else { fatalError("oneDNN logistic failed over \(count) values") }
+        return e
+    }
+
+    /// y = x / (1 + exp(-x)) over `count` values.
+    func forward(count: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        guard pd_dnnl_eltwise_forward(primitive(count: count), x, y) == 0 else { fatalError("oneDNN swish failed over \(count) values") }
+    }
+
+    /// dx = dy * s * (1 + x * (1 - s)), s = sigmoid(x).
+    func backward(count: Int, x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+        guard pd_dnnl_eltwise_backward(primitive(count: count), x, dy, dx) == 0 else {
+            fatalError("oneDNN swish backward failed over \(count) values")
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 import Foundation
 
 /// SiLU (swish) loops: y = x * s with s = sigmoid(x) = 1 / (1 + exp(-x)); dy/dx = s * (1 + x * (1 - s)).
-/// The OpenBLAS backend's whole SiLU, and the oneDNN backend's multiply and backward around its gate.
+/// The OpenBLAS backend's SiLU (oneDNN runs its own swish kernels).
 enum SiLUKernels {
     /// y = x * sigmoid(x); stores the gate in `sigmoid` when given (one pass, libm's expf).
     static func forward(count: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, sigmoid: UnsafeMutablePointer<Float>?) {
@@ -13,13 +13,6 @@ enum SiLUKernels {
         }
         Engine.parallelFor(count, costPerItem: 8) { r in
             for i in r { let v = x[i], s = 1 / (1 + expf(-v)); sigmoid[i] = s; y[i] = v * s }
-        }
-    }
-
-    /// y = x * s from a gate computed elsewhere.
-    static func gate(count: Int, x: UnsafePointer<Float>, sigmoid: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
-        Engine.parallelFor(count, costPerItem: 1) { r in
-            for i in r { y[i] = x[i] * sigmoid[i] }
         }
     }
 
