@@ -14,16 +14,8 @@ public final class SiLU: Layer {
     public func namedParameters() -> [(name: String, parameter: Parameter)] { [] }
 
     public func forward(_ x: Tensor) -> Tensor {
-        guard retainsForBackward else {
-            (input, sigmoid) = (nil, [])
-            return Tensor(shape: x.shape) { y in
-                x.data.withUnsafeBufferPointer { xp in
-                    backend.siluForward(count: xp.count, x: xp.baseAddress!, y: y.baseAddress!, sigmoid: nil)
-                }
-            }
-        }
-        input = x
-        guard backend.siluKeepsGate else {
+        input = retainsForBackward ? x : nil
+        guard retainsForBackward && backend.siluKeepsGate else {
             sigmoid = []
             return Tensor(shape: x.shape) { y in
                 x.data.withUnsafeBufferPointer { xp in
