@@ -15,7 +15,7 @@ struct pd_dnnl_eltwise {
 
 pd_dnnl_eltwise *pd_dnnl_eltwise_create(int kind, long count, char *err, size_t errlen) {
     if (!pd_dnnl_loaded()) { if (err && errlen) snprintf(err, errlen, "oneDNN is not loaded"); return NULL; }
-    if ((kind != PD_DNNL_LOGISTIC && kind != PD_DNNL_SWISH) || count <= 0) {
+    if (kind != PD_DNNL_SWISH || count <= 0) {
         if (err && errlen) snprintf(err, errlen, "oneDNN: bad eltwise request");
         return NULL;
     }
@@ -24,7 +24,7 @@ pd_dnnl_eltwise *pd_dnnl_eltwise_create(int kind, long count, char *err, size_t 
     dnnl_dims_t dims = {count};
     dnnl_eltwise_desc_t d;
     // swish(x) = x * sigmoid(alpha x); alpha 1 is SiLU.
-    e->alg = kind == PD_DNNL_SWISH ? dnnl_eltwise_swish : dnnl_eltwise_logistic;
+    e->alg = dnnl_eltwise_swish;
     CHECK(pd_dnnl.dnnl_memory_desc_init_by_tag(&e->md, 1, dims, dnnl_f32, dnnl_a), "md");
     CHECK(pd_dnnl.dnnl_eltwise_forward_desc_init(&d, dnnl_forward_training, e->alg, &e->md, 1.f, 0.f),
           "eltwise forward desc");

@@ -52,9 +52,9 @@ int pd_dnnl_conv_backward_weights(pd_dnnl_conv *c, const float *x, const float *
 
 
 /// An elementwise op over `count` contiguous f32 values (oneDNN's JIT eltwise kernels):
-/// logistic 1 / (1 + exp(-x)) or swish x / (1 + exp(-x)) (SiLU).
+/// swish x / (1 + exp(-x)), i.e. SiLU.
 typedef struct pd_dnnl_eltwise pd_dnnl_eltwise;
-enum { PD_DNNL_LOGISTIC = 0, PD_DNNL_SWISH = 1 };
+enum { PD_DNNL_SWISH = 1 };
 
 pd_dnnl_eltwise *pd_dnnl_eltwise_create(int kind, long count, char *err, size_t errlen);
 void pd_dnnl_eltwise_destroy(pd_dnnl_eltwise *e);
