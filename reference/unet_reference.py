@@ -210,6 +210,12 @@ def crosscheck(directory):
 
 # ----------------------------------------------------------------------------- benchmark
 
+def autocast(precision):
+    """bf16: PyTorch's CPU autocast (bf16 convolutions and matmuls, fp32 weights, optimizer and
+    the ops autocast keeps in fp32); fp32: no autocast."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def bench_setup(threads, batch, model_channels, num_blocks, resolution, sample_batch):
     """The benchmark network, optimizer and inputs: (P, st, opt, loss_and_grads, forward)."""
     torch.set_num_threads(threads)
@@ -259,9 +265,11 @@ def bench_setup(threads, batch, model_channels, num_blocks, resolution, sample_b
     sig = torch.exp(torch.randn(batch, generator=g) * 1.2 - 1.2)
     noisy = clean + sig[:, None, None, None] * torch.randn(clean.shape, generator=g)
 
-    def loss_and_grads():
+    def loss_and_grads(precision="fp32"):
         opt.zero_grad(set_to_none=True)
-        edm_loss(P, st, clean, noisy, sig, coords).backward()
+        with autocast(precision):  # the forward under autocast, the backward outside (as PyTorch advises)
+            loss = edm_loss(P, st, clean, noisy, sig, coords)
+        loss.backward()
 
     xs = torch.randn(sample_batch, 5, resolution, resolution, generator=g)
     cn = torch.full((sample_batch,), 0.1)
@@ -284,16 +292,21 @@ def timed(fn, runs):
     return sorted(ts)[len(ts) // 2], ts
 
 
-def bench(threads, batch, runs, model_channels, num_blocks, resolution, sample_batch):
+def bench(threads, batch, runs, model_channels, num_blocks, resolution, sample_batch, precision="fp32"):
     P, st, opt, loss_and_grads, fwd = bench_setup(threads, batch, model_channels, num_blocks, resolution, sample_batch)
 
     def step():
-        loss_and_grads()
+        loss_and_grads(precision)
         opt.step()
 
+    def forward():
+        with autocast(precision):
+            fwd()
+
     step_s, step_all = timed(step, runs)
-    fwd_s, fwd_all = timed(fwd, runs)
-    print(json.dumps({"torch": torch.__version__, "threads": threads, "step_ms": step_s * 1e3, "step_runs_ms": [t * 1e3 for t in step_all],
+    fwd_s, fwd_all = timed(forward, runs)
+    print(json.dumps({"torch": torch.__version__, "threads": threads, "precision": precision,
+                      "step_ms": step_s * 1e3, "step_runs_ms": [t * 1e3 for t in step_all],
                       "forward_ms": fwd_s * 1e3, "forward_runs_ms": [t * 1e3 for t in fwd_all],
                       "parameters": sum(p.numel() for p in P.values())}))
 
@@ -348,10 +361,14 @@ if __name__ == "__main__":
     b.add_argument("--model-channels", type=int, default=64)
     b.add_argument("--resolution", type=int, default=32)
     b.add_argument("--num-blocks", type=int, default=2)
+    b.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: the step and forward under torch.autocast(cpu, bfloat16)")
     b.add_argument("--profile", action="store_true",
                    help="split the step and the forward into conv, matmul, GroupNorm, SiLU and the rest (torch.profiler)")
     a = ap.parse_args()
     if a.mode == "crosscheck":
         sys.exit(0 if crosscheck(a.directory) else 1)
-    run = profile if a.profile else bench
-    run(a.threads, a.batch, a.runs, a.model_channels, a.num_blocks, a.resolution, a.sample_batch)
+    if a.profile:
+        profile(a.threads, a.batch, a.runs, a.model_channels, a.num_blocks, a.resolution, a.sample_batch)
+    else:
+        bench(a.threads, a.batch, a.runs, a.model_channels, a.num_blocks, a.resolution, a.sample_batch, a.precision)

@@ -12,7 +12,7 @@
     X(dnnl_memory_create) X(dnnl_memory_destroy) X(dnnl_memory_set_data_handle) \
     X(dnnl_convolution_forward_desc_init) X(dnnl_convolution_backward_data_desc_init) \
     X(dnnl_convolution_backward_weights_desc_init) X(dnnl_eltwise_forward_desc_init) \
-    X(dnnl_eltwise_backward_desc_init) X(dnnl_matmul_desc_init) \
+    X(dnnl_eltwise_backward_desc_init) X(dnnl_matmul_desc_init) X(dnnl_softmax_forward_desc_init) \
     X(dnnl_memory_desc_init_by_strides) X(dnnl_primitive_attr_create) X(dnnl_primitive_attr_destroy) \
     X(dnnl_primitive_attr_set_output_scales) X(dnnl_reorder_primitive_desc_create) \
     X(dnnl_primitive_desc_create) X(dnnl_primitive_desc_destroy) X(dnnl_primitive_desc_query) \

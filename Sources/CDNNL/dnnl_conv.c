@@ -1,4 +1,5 @@
-// Convolution primitives (forward, backward-data, backward-weights) around f32 NCHW user buffers.
+// Convolution primitives (forward, backward-data, backward-weights) around f32 user buffers, NCHW
+// or channel-blocked (nChw8c / nChw16c); fp32 or bf16 inside.
 #include "CDNNL.h"
 #include "dnnl_api.h"
 #include <stdio.h>
@@ -237,12 +238,6 @@ pd_dnnl_conv *pd_dnnl_conv_create(int batch, int cin, int cout, int height, int 
     return NULL;
 }
 void pd_dnnl_conv_destroy(pd_dnnl_conv *c) { (void)c; }
-int pd_dnnl_conv_activation_block(const pd_dnnl_conv *c) {
-    const dnnl_memory_desc_t *md = pd_dnnl.dnnl_primitive_desc_query_md(c->fwd.pd, dnnl_query_src_md, 0);
-    if (!md || md->format_kind != dnnl_blocked) return 1;
-    const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
-    return b->inner_nblks == 1 && b->inner_idxs[0] == 1 ? (int)b->inner_blks[0] : 1;
-}
 
 const char *pd_dnnl_conv_impl(const pd_dnnl_conv *c, int which) { (void)c; (void)which; return NULL; }
 int pd_dnnl_conv_activation_block(const pd_dnnl_conv *c) { (void)c; return 1; }

@@ -12,15 +12,16 @@ struct ConvBackendBench: ParsableCommand {
     @Option var batch = 32
     @Option var rounds = 7
     @Option(help: "Shapes Cin-Cout-k-R, comma-separated.") var shapes = "64-64-3-32,128-128-3-16,128-128-3-8,256-128-1-16,3-64-3-32"
+    @Option(help: "Precision of the oneDNN columns (bf16: native bf16 CPUs only).") var precision = Precision.fp32
 
     func run() throws {
         Engine.setThreads(threads)
         BLASKernel.shortenThreadTimeout()
         print(BLASKernel.configure())
-        let dnnl = try OneDNNBackend()
-        print(OneDNN.description, "| OpenMP waiting:", ProcessInfo.processInfo.environment["OMP_WAIT_POLICY"] ?? "passive (set by the engine while loading oneDNN)")
+        let dnnl = try OneDNNBackend(precision: precision)
+        print(OneDNN.description, "| oneDNN precision:", precision.rawValue, "| OpenMP waiting:", ProcessInfo.processInfo.environment["OMP_WAIT_POLICY"] ?? "passive (set by the engine while loading oneDNN)")
         // 1x1 convolutions run as matmuls by default; the third column is oneDNN's convolution primitive for them.
-        let dnnlConv = try OneDNNBackend(pointwiseAsMatmul: false)
+        let dnnlConv = try OneDNNBackend(precision: precision, pointwiseAsMatmul: false)
         let backends: [any ComputeBackend] = [BLASBackend(), dnnl, dnnlConv]
         var rng = RandomGenerator(seed: 3)
         print("shape (batch \(batch)) | pass | openblas GFLOP/s | onednn GFLOP/s | onednn/openblas | oneDNN impl | 1x1: onednn conv primitive GFLOP/s | matmul/conv primitive")
@@ -59,3 +60,5 @@ struct ConvBackendBench: ParsableCommand {
         }
     }
 }
+
+extension Precision: ExpressibleByArgument {}

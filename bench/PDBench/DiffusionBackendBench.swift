@@ -4,11 +4,13 @@ import Foundation
 
 /// `pdpipe-bench diffusion-backends`: the benchmark U-Net's training step (p = 1, full images)
 /// and sampling forward on OpenBLAS, on oneDNN with NCHW activations (every convolution
-/// reorders) and on oneDNN with the activations in its blocked layout (the default), and
-/// optionally PyTorch's, in interleaved rounds (openblas, onednn nchw, onednn, torch, openblas,
-/// ...) so a shared machine's load hits all alike.
+/// reorders) and on oneDNN with the activations in its blocked layout (the default), on CPUs
+/// with native bf16 also oneDNN bf16 (NCHW and blocked), and optionally PyTorch's fp32 (and bf16
+/// autocast), in interleaved rounds (openblas, onednn nchw, onednn, ..., torch, openblas, ...) so
+/// a shared machine's load hits all alike.
 /// Each round times one step and one forward per engine after warm-up; PyTorch's round is one
-/// `reference/unet_reference.py bench --runs 1` call (its own warm-up, then one timed run).
+/// `reference/unet_reference.py bench --runs 1` call per precision (its own warm-up, then one
+/// timed run).
 struct DiffusionBackendBench: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "diffusion-backends",
                                                     abstract: "Training step and forward: OpenBLAS vs oneDNN (vs PyTorch), interleaved.")
@@ -29,7 +31,18 @@ struct DiffusionBackendBench: ParsableCommand {
         print("Command: `pdpipe-bench diffusion-backends --threads \(threads) --rounds \(rounds) --batch \(batch) --sample-batch \(sampleBatch) --model-channels \(modelChannels) --num-blocks \(numBlocks)\(noTorch ? " --no-torch" : "")`  ")
         print("CPU: \(shell("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").trimmingCharacters(in: .whitespacesAndNewlines)), \(ProcessInfo.processInfo.activeProcessorCount) cores; \(BLASKernel.report); \(OneDNN.description)  ")
         print("Load average at start: \(shell("cut -d' ' -f1-3 /proc/loadavg").trimmingCharacters(in: .whitespacesAndNewlines))  ")
-        let backends: [any ComputeBackend] = [BLASBackend(), try OneDNNBackend(blockedActivations: false), try OneDNNBackend()]
+        var engines: [(name: String, backend: any ComputeBackend)] = [
+            ("pdpipe OpenBLAS", BLASBackend()),
+            ("pdpipe oneDNN fp32, NCHW activations", try OneDNNBackend(blockedActivations: false)),
+            ("pdpipe oneDNN fp32, blocked activations", try OneDNNBackend())]
+        let bf16 = Precision.bf16.unsupportedReason == nil
+        if bf16 {
+            engines += [("pdpipe oneDNN bf16, NCHW activations", try OneDNNBackend(precision: .bf16, blockedActivations: false)),
+                        ("pdpipe oneDNN bf16, blocked activations", try OneDNNBackend(precision: .bf16))]
+        } else {
+            print("bf16 rows skipped: \(Precision.bf16.unsupportedReason!)  ")
+        }
+        let backends = engines.map(\.backend)
         let runs = backends.map { b in Engine.withBackend(b) { BenchTraining(config: config, resolution: r, imageCount: 512, batch: batch, realP: 1) } }
         var rng = RandomGenerator(seed: 4)
         let xs = Tensor(randomNormal: [sampleBatch, c, r, r], using: &rng)
@@ -42,13 +55,16 @@ struct DiffusionBackendBench: ParsableCommand {
         }
         // Same weights in every engine: their forward outputs agree to fp32 rounding.
         let outs = runs.map { forward($0) }
-        print("Forward of the same network, oneDNN (NCHW; blocked, \(runs[2].net.activationBlock)-channel blocks) vs OpenBLAS: relative L2 difference "
-              + outs.dropFirst().map { String(format: "%.1e", BackendSelection.relativeL2($0.data, outs[0].data)) }.joined(separator: "; ") + "  ")
+        print("Forward of the same network against OpenBLAS, relative L2 difference: "
+              + zip(engines, runs).dropFirst().enumerated().map { i, e in
+                  "\(e.0.name) (\(e.1.net.activationBlock)-channel blocks) " + String(format: "%.1e", BackendSelection.relativeL2(outs[i + 1].data, outs[0].data))
+              }.joined(separator: "; ") + "  ")
         for t in runs { step(t) }  // warm-up (primitives, scratch buffers)
 
         let script = repositoryFile("reference/unet_reference.py")
-        let torch = runs.count
-        var stepT = [[Double]](repeating: [], count: torch + 1), fwdT = stepT
+        let torch = runs.count  // PyTorch fp32's row; bf16 autocast's follows
+        let torchPrecisions = bf16 ? ["fp32", "bf16"] : ["fp32"]
+        var stepT = [[Double]](repeating: [], count: torch + torchPrecisions.count), fwdT = stepT
         var torchVersion: String?
         func time(_ body: () -> Void) -> Double {
             let t0 = DispatchTime.now().uptimeNanoseconds
@@ -60,27 +76,29 @@ struct DiffusionBackendBench: ParsableCommand {
                 stepT[i].append(time { step(t) })
                 fwdT[i].append(time { _ = forward(t) })
             }
-            if !noTorch {
-                let out = shell("\(python) '\(script)' bench --threads \(threads) --batch \(batch) --sample-batch \(sampleBatch) --runs 1 --model-channels \(modelChannels) --num-blocks \(numBlocks)")
+            for (j, precision) in torchPrecisions.enumerated() where !noTorch {
+                let out = shell("\(python) '\(script)' bench --threads \(threads) --batch \(batch) --sample-batch \(sampleBatch) --runs 1 --model-channels \(modelChannels) --num-blocks \(numBlocks) --precision \(precision)")
                 if let line = out.split(separator: "\n").last,
                    let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                    let s = obj["step_ms"] as? Double, let f = obj["forward_ms"] as? Double {
-                    stepT[torch].append(s / 1000); fwdT[torch].append(f / 1000)
+                    stepT[torch + j].append(s / 1000); fwdT[torch + j].append(f / 1000)
                     torchVersion = obj["torch"] as? String
                 }
             }
         }
         print("Load average at end: \(shell("cut -d' ' -f1-3 /proc/loadavg").trimmingCharacters(in: .whitespacesAndNewlines))\n")
         func med(_ xs: [Double]) -> Double? { xs.isEmpty ? nil : xs.sorted()[xs.count / 2] }
-        let names = ["pdpipe OpenBLAS", "pdpipe oneDNN fp32, NCHW activations", "pdpipe oneDNN fp32, blocked activations",
-                     "PyTorch \(torchVersion ?? "(not run)") fp32"]
-        print("| engine | training step, batch \(batch) (ms, median; spread) | forward, batch \(sampleBatch) (ms, median; spread) | step speed vs OpenBLAS | forward speed vs OpenBLAS | step speed vs PyTorch | forward speed vs PyTorch |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
-        for i in 0...torch {
+        let names = engines.map(\.name) + ["PyTorch \(torchVersion ?? "(not run)") fp32", "PyTorch \(torchVersion ?? "(not run)") bf16 autocast"]
+        print("| engine | training step, batch \(batch) (ms, median; spread) | forward, batch \(sampleBatch) (ms, median; spread) | step speed vs OpenBLAS | forward speed vs OpenBLAS | step speed vs PyTorch fp32 | forward speed vs PyTorch fp32 | step speed vs PyTorch bf16 | forward speed vs PyTorch bf16 |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for i in stepT.indices {
             guard let s = med(stepT[i]), let f = med(fwdT[i]) else { continue }
             let s0 = med(stepT[0])!, f0 = med(fwdT[0])!
-            let vsTorch = med(stepT[torch]).map { (f2($0 / s), f2(med(fwdT[torch])! / f)) }
-            print("| \(names[i]) | \(f1(s * 1000)) (\(pctS(spread(stepT[i])))) | \(f1(f * 1000)) (\(pctS(spread(fwdT[i])))) | \(f2(s0 / s))x | \(f2(f0 / f))x | \(vsTorch.map { $0.0 + "x" } ?? "-") | \(vsTorch.map { $0.1 + "x" } ?? "-") |")
+            func versus(_ row: Int) -> String {
+                guard row < stepT.count, let ts = med(stepT[row]), let tf = med(fwdT[row]) else { return "- | -" }
+                return "\(f2(ts / s))x | \(f2(tf / f))x"
+            }
+            print("| \(names[i]) | \(f1(s * 1000)) (\(pctS(spread(stepT[i])))) | \(f1(f * 1000)) (\(pctS(spread(fwdT[i])))) | \(f2(s0 / s))x | \(f2(f0 / f))x | \(versus(torch)) | \(versus(torch + 1)) |")
         }
     }
 }

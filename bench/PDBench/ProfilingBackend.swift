@@ -89,6 +89,9 @@ final class ProfilingBackend: ComputeBackend, @unchecked Sendable {
 
     var siluKeepsGate: Bool { inner.siluKeepsGate }
 
+    /// Untimed: softmax stays in "rest", as PyTorch's does in its breakdown.
+    func softmaxRows(_ m: UnsafeMutablePointer<Float>, rows: Int, cols: Int) { inner.softmaxRows(m, rows: rows, cols: cols) }
+
     func siluBackward(count: Int, x: UnsafePointer<Float>, sigmoid: UnsafePointer<Float>?, dy: UnsafePointer<Float>,
                       dx: UnsafeMutablePointer<Float>) {
         timed(.silu, flops: 0) { inner.siluBackward(count: count, x: x, sigmoid: sigmoid, dy: dy, dx: dx) }

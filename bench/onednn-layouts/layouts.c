@@ -6,6 +6,12 @@
 //   nhwc     NHWC buffers handed to a primitive created for NHWC: no reorders at all;
 //   blocked  the layout the primitive picks, already in place: what keeping activations blocked
 //            through the whole network would cost (weights are still reordered from OIHW).
+// and, where oneDNN has native bf16 kernels (avx512_core_bf16 or AMX), three bf16 ways (bf16
+// inputs, weights and output gradients; f32 outputs, input and weight gradients):
+//   bf16 nchw     f32 NCHW buffers reordered to the primitive's bf16 layout at every call;
+//   bf16 blocked  f32 buffers already in the channel-blocked layout (nChw16c), converted to
+//                 bf16 at every call (what the backend does with blocked activations);
+//   bf16 kernel   the bf16 primitive alone, its operands already bf16 in place: the ceiling.
 // Medians of interleaved rounds. Build and run: bench/onednn-layouts/run [rounds]
 #include <oneapi/dnnl/dnnl.h>
 #include <stdio.h>
@@ -16,7 +22,7 @@
 #define CHECK(x) do { dnnl_status_t status_ = (x); \
     if (status_ != dnnl_success) { fprintf(stderr, "oneDNN error %d: %s\n", (int)status_, #x); exit(1); } } while (0)
 
-enum layout { NCHW, NHWC, BLOCKED, LAYOUTS };
+enum layout { NCHW, NHWC, BLOCKED, BF16_NCHW, BF16_BLOCKED, BF16_KERNEL, LAYOUTS };
 
 static dnnl_engine_t engine;
 static dnnl_stream_t stream;
@@ -30,10 +36,20 @@ static double now(void) {
 static dnnl_memory_t allocate(const dnnl_memory_desc_t *md, float fill_step) {
     dnnl_memory_t m;
     CHECK(dnnl_memory_create(&m, md, engine, DNNL_MEMORY_ALLOCATE));
-    float *p;
-    CHECK(dnnl_memory_get_data_handle(m, (void **)&p));
-    size_t n = dnnl_memory_desc_get_size(md) / sizeof(float);
-    for (size_t i = 0; i < n; i++) p[i] = (float)(i % 7) * fill_step - 0.3f;
+    void *p;
+    CHECK(dnnl_memory_get_data_handle(m, &p));
+    if (md->data_type == dnnl_bf16) {  // bf16: the upper half of the f32 value
+        size_t n = dnnl_memory_desc_get_size(md) / sizeof(unsigned short);
+        for (size_t i = 0; i < n; i++) {
+            float f = (float)(i % 7) * fill_step - 0.3f;
+            unsigned int bits;
+            memcpy(&bits, &f, sizeof bits);
+            ((unsigned short *)p)[i] = (unsigned short)(bits >> 16);
+        }
+    } else {
+        size_t n = dnnl_memory_desc_get_size(md) / sizeof(float);
+        for (size_t i = 0; i < n; i++) ((float *)p)[i] = (float)(i % 7) * fill_step - 0.3f;
+    }
     return m;
 }
 
@@ -101,20 +117,27 @@ static int by_value(const void *a, const void *b) {
 
 typedef struct { op fwd, bwd_data, bwd_weights; } conv;
 
+static int is_bf16(enum layout l) { return l >= BF16_NCHW; }
+
 static void make_conv(conv *c, int n, int ci, int co, int h, int k, enum layout layout) {
     int pad = k / 2;
     dnnl_dims_t src = {n, ci, h, h}, wei = {co, ci, k, k}, dst = {n, co, h, h}, bias = {co}, strides = {1, 1}, pads = {pad, pad};
-    dnnl_format_tag_t user_tag = layout == NHWC ? dnnl_nhwc : dnnl_nchw;
+    dnnl_format_tag_t user_tag = layout == NHWC ? dnnl_nhwc : layout == BF16_BLOCKED ? dnnl_nChw16c : dnnl_nchw;
     dnnl_format_tag_t prim_tag = layout == NHWC ? dnnl_nhwc : dnnl_format_tag_any;
-    dnnl_memory_desc_t src_user, dst_user, wei_user, bias_user, src_any, dst_any, wei_any, bias_any;
+    // bf16: the operands the kernel reads are bf16, what it writes (dst, gradients) f32.
+    dnnl_data_type_t lo = is_bf16(layout) ? dnnl_bf16 : dnnl_f32;
+    dnnl_memory_desc_t src_user, dst_user, wei_user, bias_user, src_any, dst_any, wei_any, bias_any, diff_dst_any, diff_src_any, diff_wei_any;
     CHECK(dnnl_memory_desc_init_by_tag(&src_user, 4, src, dnnl_f32, user_tag));
     CHECK(dnnl_memory_desc_init_by_tag(&dst_user, 4, dst, dnnl_f32, user_tag));
     CHECK(dnnl_memory_desc_init_by_tag(&wei_user, 4, wei, dnnl_f32, dnnl_oihw));
     CHECK(dnnl_memory_desc_init_by_tag(&bias_user, 1, bias, dnnl_f32, dnnl_x));
-    CHECK(dnnl_memory_desc_init_by_tag(&src_any, 4, src, dnnl_f32, prim_tag));
+    CHECK(dnnl_memory_desc_init_by_tag(&src_any, 4, src, lo, prim_tag));
     CHECK(dnnl_memory_desc_init_by_tag(&dst_any, 4, dst, dnnl_f32, prim_tag));
-    CHECK(dnnl_memory_desc_init_by_tag(&wei_any, 4, wei, dnnl_f32, dnnl_format_tag_any));
+    CHECK(dnnl_memory_desc_init_by_tag(&wei_any, 4, wei, lo, dnnl_format_tag_any));
     CHECK(dnnl_memory_desc_init_by_tag(&bias_any, 1, bias, dnnl_f32, dnnl_format_tag_any));
+    CHECK(dnnl_memory_desc_init_by_tag(&diff_dst_any, 4, dst, lo, prim_tag));
+    CHECK(dnnl_memory_desc_init_by_tag(&diff_src_any, 4, src, dnnl_f32, prim_tag));
+    CHECK(dnnl_memory_desc_init_by_tag(&diff_wei_any, 4, wei, dnnl_f32, dnnl_format_tag_any));
     dnnl_memory_t x = allocate(&src_user, 0.1f), w = allocate(&wei_user, 0.01f), b = allocate(&bias_user, 0.1f);
     dnnl_memory_t y = allocate(&dst_user, 0.f), dy = allocate(&dst_user, 0.1f), dx = allocate(&src_user, 0.f);
     dnnl_memory_t dw = allocate(&wei_user, 0.f), db = allocate(&bias_user, 0.f);
@@ -128,14 +151,14 @@ static void make_conv(conv *c, int n, int ci, int co, int h, int k, enum layout 
     add_port(&c->fwd, DNNL_ARG_BIAS, b, dnnl_query_weights_md, 1, 0);
     add_port(&c->fwd, DNNL_ARG_DST, y, dnnl_query_dst_md, 0, 1);
 
-    CHECK(dnnl_convolution_backward_data_desc_init(&d, dnnl_convolution_direct, &src_any, &wei_any, &dst_any, strides, pads, pads));
+    CHECK(dnnl_convolution_backward_data_desc_init(&d, dnnl_convolution_direct, &diff_src_any, &wei_any, &diff_dst_any, strides, pads, pads));
     make_op(&c->bwd_data, &d, c->fwd.pd);
     add_port(&c->bwd_data, DNNL_ARG_WEIGHTS, w, dnnl_query_weights_md, 0, 0);
     add_port(&c->bwd_data, DNNL_ARG_DIFF_DST, dy, dnnl_query_diff_dst_md, 0, 0);
     add_port(&c->bwd_data, DNNL_ARG_DIFF_SRC, dx, dnnl_query_diff_src_md, 0, 1);
 
-    CHECK(dnnl_convolution_backward_weights_desc_init(&d, dnnl_convolution_direct, &src_any, &wei_any, &bias_any,
-                                                      &dst_any, strides, pads, pads));
+    CHECK(dnnl_convolution_backward_weights_desc_init(&d, dnnl_convolution_direct, &src_any, &diff_wei_any, &bias_any,
+                                                      &diff_dst_any, strides, pads, pads));
     make_op(&c->bwd_weights, &d, c->fwd.pd);
     add_port(&c->bwd_weights, DNNL_ARG_SRC, x, dnnl_query_src_md, 0, 0);
     add_port(&c->bwd_weights, DNNL_ARG_DIFF_DST, dy, dnnl_query_diff_dst_md, 0, 0);
@@ -149,22 +172,28 @@ int main(int argc, char **argv) {
     CHECK(dnnl_engine_create(&engine, dnnl_cpu, 0));
     CHECK(dnnl_stream_create(&stream, engine, dnnl_stream_default_flags));
     const dnnl_version_t *v = dnnl_version();
-    printf("oneDNN %d.%d.%d, effective ISA %d (dnnl_cpu_isa_t), %d rounds, batch 32, fp32\n\n",
-           v->major, v->minor, v->patch, (int)dnnl_get_effective_cpu_isa(), rounds);
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    // bf16 rows only with native kernels (below, oneDNN 2.6 emulates or lacks them).
+    int bf16 = isa == dnnl_cpu_isa_avx512_core_bf16 || isa == dnnl_cpu_isa_avx512_core_amx;
+    int layouts = bf16 ? LAYOUTS : BF16_NCHW;
+    printf("oneDNN %d.%d.%d, effective ISA %d (dnnl_cpu_isa_t), %d rounds, batch 32, fp32%s\n\n",
+           v->major, v->minor, v->patch, (int)isa, rounds, bf16 ? " and bf16" : " (no native bf16 here)");
     // The experiments' U-Net (model_channels 32, mult [1,2,2]): 3x3 at 32, 64 and 96 -> 64
     // channels, and 1x1 (attention's qkv, skip projections).
     const int shapes[][4] = {{32, 32, 32, 3}, {64, 64, 16, 3}, {64, 64, 8, 3}, {96, 64, 16, 3}, {32, 32, 32, 1}, {64, 192, 16, 1}};
-    printf("| conv (in -> out, size, kernel) | direction | nchw ms | nhwc ms | blocked ms | nhwc speed-up | blocked speed-up | impl |\n");
-    printf("|---|---|---:|---:|---:|---:|---:|---|\n");
+    printf("| conv (in -> out, size, kernel) | direction | nchw ms | nhwc ms | blocked ms | nhwc speed-up | blocked speed-up |%s impl |\n",
+           bf16 ? " bf16 nchw ms | bf16 blocked ms | bf16 kernel ms | bf16 blocked vs fp32 blocked |" : "");
+    printf("|---|---|---:|---:|---:|---:|---:|%s---|\n", bf16 ? "---:|---:|---:|---:|" : "");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const int *g = shapes[s];
         conv c[LAYOUTS];
-        for (int l = 0; l < LAYOUTS; l++) make_conv(&c[l], 32, g[0], g[1], g[2], g[3], (enum layout)l);
+        for (int l = 0; l < layouts; l++) make_conv(&c[l], 32, g[0], g[1], g[2], g[3], (enum layout)l);
         double t[LAYOUTS][3][99];
         for (int r = -1; r < rounds; r++) {  // round -1 warms up
-            for (int l = 0; l < LAYOUTS; l++) {
-                // NCHW and NHWC run as the backend would; BLOCKED is NCHW's primitives without the activation reorders.
-                int blocked = l == BLOCKED;
+            for (int l = 0; l < layouts; l++) {
+                // NCHW, NHWC and the bf16 ones run as the backend would; BLOCKED and BF16_KERNEL
+                // are NCHW's primitives without the activation reorders.
+                int blocked = l == BLOCKED || l == BF16_KERNEL;
                 double a = run_op(&c[l].fwd, blocked), b = run_op(&c[l].bwd_data, blocked), w = run_op(&c[l].bwd_weights, blocked);
                 if (r >= 0) { t[l][0][r] = a; t[l][1][r] = b; t[l][2][r] = w; }
             }
@@ -172,11 +201,17 @@ int main(int argc, char **argv) {
         const char *directions[3] = {"forward", "backward-data", "backward-weights"};
         for (int d = 0; d < 3; d++) {
             double m[LAYOUTS];
-            for (int l = 0; l < LAYOUTS; l++) { qsort(t[l][d], rounds, sizeof(double), by_value); m[l] = t[l][d][rounds / 2]; }
+            for (int l = 0; l < layouts; l++) { qsort(t[l][d], rounds, sizeof(double), by_value); m[l] = t[l][d][rounds / 2]; }
             const op *o = d == 0 ? &c[NCHW].fwd : d == 1 ? &c[NCHW].bwd_data : &c[NCHW].bwd_weights;
             const op *on = d == 0 ? &c[NHWC].fwd : d == 1 ? &c[NHWC].bwd_data : &c[NHWC].bwd_weights;
-            printf("| %d -> %d, %dx%d, %dx%d | %s | %.2f | %.2f | %.2f | %.2fx | %.2fx | %s / %s |\n", g[0], g[1], g[2], g[2], g[3], g[3],
-                   directions[d], m[NCHW] * 1e3, m[NHWC] * 1e3, m[BLOCKED] * 1e3, m[NCHW] / m[NHWC], m[NCHW] / m[BLOCKED], o->impl, on->impl);
+            char extra[256] = "";
+            if (bf16) {
+                const op *ob = d == 0 ? &c[BF16_BLOCKED].fwd : d == 1 ? &c[BF16_BLOCKED].bwd_data : &c[BF16_BLOCKED].bwd_weights;
+                snprintf(extra, sizeof extra, " %.2f | %.2f | %.2f | %.2fx | %s /", m[BF16_NCHW] * 1e3, m[BF16_BLOCKED] * 1e3,
+                         m[BF16_KERNEL] * 1e3, m[BLOCKED] / m[BF16_BLOCKED], ob->impl);
+            }
+            printf("| %d -> %d, %dx%d, %dx%d | %s | %.2f | %.2f | %.2f | %.2fx | %.2fx |%s %s / %s |\n", g[0], g[1], g[2], g[2], g[3], g[3],
+                   directions[d], m[NCHW] * 1e3, m[NHWC] * 1e3, m[BLOCKED] * 1e3, m[NCHW] / m[NHWC], m[NCHW] / m[BLOCKED], extra, o->impl, on->impl);
         }
     }
     return 0;

@@ -63,6 +63,14 @@ int pd_dnnl_eltwise_forward(pd_dnnl_eltwise *e, const float *x, float *y);
 /// dx = f'(x) * dy from the input x (the backward primitive is made on first use).
 int pd_dnnl_eltwise_backward(pd_dnnl_eltwise *e, const float *x, const float *dy, float *dx);
 
+/// Softmax of each row of a plain f32 [rows, cols] buffer, in place.
+typedef struct pd_dnnl_softmax pd_dnnl_softmax;
+
+pd_dnnl_softmax *pd_dnnl_softmax_create(long rows, long cols, char *err, size_t errlen);
+void pd_dnnl_softmax_destroy(pd_dnnl_softmax *s);
+/// m[r, :] = exp(m[r, :] - max) / sum(exp(m[r, :] - max)). Returns 0 on success.
+int pd_dnnl_softmax_forward(pd_dnnl_softmax *s, float *m);
+
 /// A batched matrix product over plain f32 buffers: for b in 0..<batch,
 /// C_b = alpha * op(A_b) * op(B_b) (C overwritten), row-major with leading dimensions
 /// lda/ldb/ldc, item b's matrices at a + b*stride_a, b + b*stride_b, c + b*stride_c; op

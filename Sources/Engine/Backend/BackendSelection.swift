@@ -56,7 +56,7 @@ public enum BackendSelection {
     }
 
     /// Largest relative L2 error of `backend`'s convolutions, batched matmul (attention's strided,
-    /// transposed shape) and SiLU against OpenBLAS on small inputs.
+    /// transposed shape), SiLU and softmax against OpenBLAS on small inputs.
     public static func selfCheckError(_ backend: any ComputeBackend) -> Double {
         let reference = BLASBackend()
         var rng = RandomGenerator(seed: 0xD11)
@@ -76,13 +76,15 @@ public enum BackendSelection {
         let x = (0..<1000).map { _ in rng.uniform(-8, 8) }, dy = (0..<1000).map { _ in rng.uniform(-1, 1) }
         let results = [backend, reference].map { backend in
             var c = [Float](repeating: .nan, count: 72), y = [Float](repeating: .nan, count: x.count), dx = y, gate = y
+            var scores = x
             backend.batchedSgemm(g, a: a, b: b, c: &c)
+            backend.softmaxRows(&scores, rows: 10, cols: 100)
             gate.withUnsafeMutableBufferPointer { s in
                 let kept = backend.siluKeepsGate ? s.baseAddress : nil
                 backend.siluForward(count: x.count, x: x, y: &y, sigmoid: kept)
                 backend.siluBackward(count: x.count, x: x, sigmoid: kept.map { UnsafePointer($0) }, dy: dy, dx: &dx)
             }
-            return [c, y, dx]
+            return [c, y, dx, scores]
         }
         for (a, r) in zip(results[0], results[1]) { worst = max(worst, relativeL2(a, r)) }
         return worst

@@ -45,6 +45,9 @@ public protocol ComputeBackend: Sendable {
     /// or recomputes it (oneDNN: one pass fewer over memory in the forward).
     var siluKeepsGate: Bool { get }
 
+    /// Softmax of each row of an [rows, cols] buffer, in place (attention's scores).
+    func softmaxRows(_ m: UnsafeMutablePointer<Float>, rows: Int, cols: Int)
+
     /// The channel block the backend's convolutions compute in (oneDNN: 8 on AVX2, 16 on
     /// AVX-512). A network whose channel counts are multiples of it keeps its activations in that
     /// layout between convolutions (`Tensor.blocked(_:)`), so they need no reorders; 1: NCHW.
@@ -54,6 +57,11 @@ public protocol ComputeBackend: Sendable {
 extension ComputeBackend {
     public var activationBlock: Int { 1 }
     public var siluKeepsGate: Bool { true }
+
+    /// Our loops (`sequentialSoftmaxRows`), rows split across threads.
+    public func softmaxRows(_ m: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
+        Engine.parallelFor(rows, costPerItem: 4 * cols) { r in sequentialSoftmaxRows(m + r.lowerBound * cols, rows: r.count, cols: cols) }
+    }
 }
 
 /// Geometry of a stride-1 square-kernel convolution, with the layouts of its activations:

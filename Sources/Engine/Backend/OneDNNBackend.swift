@@ -7,8 +7,9 @@ import Foundation
 /// (`activationBlock`, `Tensor.blocked(_:)`), so those convolutions reorder only the OIHW
 /// weights; NCHW activations are reordered at each call. fp32 1x1 convolutions between NCHW
 /// buffers run as matmuls instead (no reorders).
-/// SiLU runs as oneDNN's swish kernels and batched matmuls (attention) as its matmul; single
-/// sgemm calls and GroupNorm stay on OpenBLAS / our loops (`fallback`).
+/// SiLU runs as oneDNN's swish kernels, batched matmuls (attention) as its matmul and
+/// attention's softmax as its softmax; single sgemm calls and GroupNorm stay on OpenBLAS / our
+/// loops (`fallback`).
 ///
 /// Primitives are created once per (geometry, bias, precision, thread count) and reused. Results
 /// are bit-reproducible for a given oneDNN version, effective ISA and thread count: oneDNN's
@@ -21,6 +22,7 @@ public struct OneDNNBackend: ComputeBackend {
     let primitives: OneDNNConvCache
     let swish = OneDNNSwish()
     let matmuls = OneDNNMatmuls()
+    let softmax = OneDNNSoftmax()
 
     public enum Failure: Error, CustomStringConvertible {
         case unavailable(String)
@@ -43,13 +45,13 @@ public struct OneDNNBackend: ComputeBackend {
         if let e = precision.unsupportedReason { throw Failure.unsupported(e) }
         (self.precision, self.fallback, self.pointwiseAsMatmul) = (precision, fallback, pointwiseAsMatmul)
         primitives = OneDNNConvCache(dtype: precision == .bf16 ? Int32(PD_DNNL_BF16) : Int32(PD_DNNL_F32))
-        // fp32 networks keep their activations in the layout oneDNN's convolutions pick here
-        // (asked of a 3x3 convolution of the U-Net's kind). bf16 convolutions convert their
-        // operands at every call anyway, so bf16 networks stay NCHW.
-        activationBlock = precision == .fp32 && blockedActivations ? primitives.activationBlock() : 1
+        // Networks keep their activations in the layout oneDNN's convolutions pick here (asked of
+        // a 3x3 convolution of the U-Net's kind). In bf16 the activations stay fp32 in that
+        // layout: a convolution then converts its input to bf16 in place of a full reorder.
+        activationBlock = blockedActivations ? primitives.activationBlock() : 1
     }
 
-    /// The channel block of oneDNN's fp32 convolutions on this CPU (8 on AVX2, 16 on AVX-512).
+    /// The channel block of oneDNN's convolutions on this CPU (8 on AVX2, 16 on AVX-512).
     public let activationBlock: Int
 
     public var name: String { precision == .fp32 ? "onednn" : "onednn-bf16" }
@@ -58,8 +60,9 @@ public struct OneDNNBackend: ComputeBackend {
     /// (`engine.numerics`) never restore results of older numerics. 1: convolutions; 2: also
     /// SiLU's gate and attention's batched products; 3: 1x1 convolutions as matmuls; 4: U-Net
     /// activations kept in oneDNN's blocked layout; 5: SiLU as swish (forward in one pass, the
-    /// backward recomputing the gate).
-    public static let numericsRevision = 5
+    /// backward recomputing the gate); 6: bf16 networks' activations blocked too, attention's
+    /// softmax on oneDNN, blocked GroupNorm's statistics in one pass.
+    public static let numericsRevision = 6
 
     public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                       a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
@@ -195,6 +198,10 @@ public struct OneDNNBackend: ComputeBackend {
         swish.backward(count: count, x: x, dy: dy, dx: dx)
     }
 
+    public func softmaxRows(_ m: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
+        softmax.forward(m, rows: rows, cols: cols)
+    }
+
     /// Implementation names oneDNN chose for a geometry (forward, backward-data, backward-weights),
     /// creating the primitives if needed; for reports and benchmarks.
     public func implementations(_ p: Conv2dShape, bias: Bool = true) -> [String] {
@@ -316,6 +323,26 @@ final class OneDNNSwish: Sendable {
         guard pd_dnnl_eltwise_backward(primitive(count: count), x, dy, dx) == 0 else {
             fatalError("oneDNN swish backward failed over \(count) values")
         }
+    }
+}
+
+/// Row-wise softmax primitives, one per shape and thread count.
+final class OneDNNSoftmax: Sendable {
+    struct Key: Hashable { var rows: Int, cols: Int, threads: Int }
+    private let entries = OneDNNPrimitives<Key>(destroy: { pd_dnnl_softmax_destroy($0) })
+
+    func forward(_ m: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
+        let threads = Engine.threads
+        let s = entries.primitive(Key(rows: rows, cols: cols, threads: threads)) {
+            pd_dnnl_set_threads(Int32(threads))
+            var err = [CChar](repeating: 0, count: 512)
+            guard let s = pd_dnnl_softmax_create(rows, cols, &err, err.count) else {
+                fatalError("oneDNN: cannot create a softmax over \(rows) x \(cols): \(OneDNN.string(err))")
+            }
+            return s
+        }
+        pd_dnnl_set_threads(Int32(threads))
+        guard pd_dnnl_softmax_forward(s, m) == 0 else { fatalError("oneDNN softmax failed over \(rows) x \(cols)") }
     }
 }
 

@@ -54,7 +54,7 @@ public final class SelfAttention: Layer {
         t.data.withUnsafeBufferPointer { tp in w.withUnsafeMutableBufferPointer { wp in a.data.withUnsafeMutableBufferPointer { ap in
             let (tb, wb) = (tp.baseAddress!, wp.baseAddress!)
             backend.batchedSgemm(scores, a: tb, b: tb + p, c: wb)
-            Engine.parallelFor(n * p, costPerItem: 4 * p) { rows in softmaxRows(wb + rows.lowerBound * p, rows: rows.count, cols: p) }
+            backend.softmaxRows(wb, rows: n * p, cols: p)
             backend.batchedSgemm(mix, a: tb + 2 * p, b: wb, c: ap.baseAddress!)
         } } }
         return proj.forward(a)
@@ -102,7 +102,7 @@ public final class SelfAttention: Layer {
 }
 
 /// Numerically stable softmax of each row, in place (sequential: called per worker).
-func softmaxRows(_ m: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
+func sequentialSoftmaxRows(_ m: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
     do {
         for row in 0..<rows {
             let x = m + row * cols
