@@ -96,25 +96,26 @@ struct BackendOneDNNTests {
     }
 
     /// bf16 mixed precision through the whole U-Net (blocked activations, as a bf16 network runs)
-    /// against the fp32 OpenBLAS path. The stated bound: output and every gradient tensor within
-    /// relative L2 5e-2, their median within 2e-2 (bf16 keeps 8 mantissa bits: ~4e-3 per
-    /// rounding; a gradient passes through up to a dozen bf16 convolutions). A bf16 run that fell
-    /// back to fp32 would be ~1e-6 and fail the lower bound.
+    /// against the fp32 OpenBLAS path. The stated bound: output within relative L2 3e-2, every
+    /// gradient tensor within 1e-1 and their median within 5e-2 (bf16 keeps 8 mantissa bits: up to
+    /// 4e-3 per rounding, and a gradient passes through up to a dozen bf16 convolutions; measured
+    /// on avx512_core_bf16: output 8e-3, median 1.7e-2, worst 3.5e-2). A bf16 run that fell back to
+    /// fp32 would be ~1e-6 and fail the lower bound.
     @Test(.enabled(if: Precision.bf16.unsupportedReason == nil, "no native bf16 kernels on this CPU"))
     func bf16UNetGradientsMatchOpenBLASLoosely() throws {
         let bf16 = try OneDNNBackend(precision: .bf16)
         let (y1, g1) = Self.outputAndGradients(Self.blockable, bf16), (y0, g0) = Self.outputAndGradients(Self.blockable, BLASBackend())
         let ey = BackendSelection.relativeL2(y1.data, y0.data)
-        #expect(ey > 1e-4 && ey < 5e-2, "output: relative L2 \(ey)")
+        #expect(ey > 1e-4 && ey < 3e-2, "output: relative L2 \(ey)")
         #expect(g1.count == g0.count)
         var errors: [Double] = []
         for (i, (a, r)) in zip(g1, g0).enumerated() where r.contains(where: { $0 != 0 }) {
             let e = BackendSelection.relativeL2(a, r)
             errors.append(e)
-            #expect(e < 5e-2, "gradient \(i): relative L2 \(e)")
+            #expect(e < 1e-1, "gradient \(i): relative L2 \(e)")
         }
         let median = errors.sorted()[errors.count / 2]
-        #expect(median > 1e-4 && median < 2e-2, "median gradient error \(median)")
+        #expect(median > 1e-4 && median < 5e-2, "median gradient error \(median)")
     }
 
     /// Softmax rows from oneDNN against exp(x - max) / sum exp(x - max) in Float64, with

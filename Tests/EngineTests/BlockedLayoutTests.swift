@@ -61,6 +61,38 @@ struct BlockedLayoutTests {
         #expect(Self.relative(blocked.dx.unblocked(), plain.dx) < 1e-5)
         for (a, r) in zip(blocked.grads, plain.grads) { #expect(BackendSelection.relativeL2(a, r) < 1e-5) }
     }
+
+    /// The C kernels (vectorised for this CPU) give the Swift reference's bits, forward and
+    /// backward: odd pixel counts (the odd pixel's tail), a block per group and groups spanning
+    /// blocks, enough images for both threads.
+    @Test(arguments: [(32, 8, 8, 15), (32, 8, 16, 16), (64, 32, 8, 9), (128, 32, 16, 64), (96, 2, 8, 7), (48, 3, 16, 1)])
+    func groupNormKernelsGiveTheReferenceBits(channels: Int, groups: Int, block: Int, spatial: Int) {
+        let n = 5, count = n * channels * spatial
+        let p = GroupNormShape(batch: n, channels: channels, spatial: spatial, groups: groups, eps: 1e-5, block: block)
+        let x = LayerGradientTests.input([count], seed: 21).scaled(3).data.map { $0 + 0.5 }
+        let dy = LayerGradientTests.input([count], seed: 22).data
+        let gamma = LayerGradientTests.input([channels], seed: 23).data, beta = LayerGradientTests.input([channels], seed: 24).data
+        typealias Forward = (GroupNormShape, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>,
+                             UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void
+        typealias Backward = (GroupNormShape, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>,
+                              UnsafePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void
+        func run(_ forward: Forward, _ backward: Backward) -> [[Float]] {
+            var y = [Float](repeating: .nan, count: count), dx = y
+            var mean = [Float](repeating: .nan, count: n * groups), rstd = mean
+            var dGamma = [Float](repeating: 0.25, count: channels), dBeta = dGamma
+            forward(p, x, gamma, beta, &y, &mean, &rstd)
+            backward(p, x, gamma, mean, rstd, dy, &dx, &dGamma, &dBeta)
+            return [y, mean, rstd, dx, dGamma, dBeta]
+        }
+        let ours = run({ GroupNormKernels.blockedForward($0, x: $1, gamma: $2, beta: $3, y: $4, mean: $5, rstd: $6) },
+                       { GroupNormKernels.blockedBackward($0, x: $1, gamma: $2, mean: $3, rstd: $4, dy: $5, dx: $6, dGamma: $7, dBeta: $8) })
+        let reference = run({ GroupNormKernels.blockedForwardReference($0, x: $1, gamma: $2, beta: $3, y: $4, mean: $5, rstd: $6) },
+                            { GroupNormKernels.blockedBackwardReference($0, x: $1, gamma: $2, mean: $3, rstd: $4, dy: $5, dx: $6,
+                                                                         dGamma: $7, dBeta: $8) })
+        for (name, (a, r)) in zip(["y", "mean", "rstd", "dx", "dGamma", "dBeta"], zip(ours, reference)) {
+            #expect(a.map(\.bitPattern) == r.map(\.bitPattern), "\(name) differs")
+        }
+    }
 }
 
 /// oneDNN's convolutions with blocked inputs and outputs (the U-Net's inner convolutions, its

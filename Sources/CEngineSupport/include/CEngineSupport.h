@@ -17,6 +17,19 @@ pd_cpu_features pd_detect_cpu_features(void);
 /// are reused instead of page-faulted and zero-filled again. No-op elsewhere.
 void pd_keep_freed_memory(void);
 
+/// GroupNorm on channel-blocked activations [N, C/b, H, W, b] (b a multiple of 8, at most 64),
+/// images first_image ..< end_image, the Swift reference's arithmetic bit for bit, vectorised for
+/// the CPU it runs on. Forward: writes y and, per (image, group), mean and rstd; `scratch` holds
+/// 2 * channels doubles (one caller thread each).
+void pd_groupnorm_blocked_forward(long first_image, long end_image, long block, long channels, long spatial, long groups,
+                                  float eps, const float *x, const float *gamma, const float *beta, float *y,
+                                  float *mean, float *rstd, double *scratch);
+/// Backward: writes dx and, per (image, channel) c, sums[2 (n C + c)] = sum(dy) and
+/// sums[2 (n C + c) + 1] = sum(dy xhat) (the dBeta / dGamma terms). Returns -1 if groups > 256.
+int pd_groupnorm_blocked_backward(long first_image, long end_image, long block, long channels, long spatial, long groups,
+                                  const float *x, const float *gamma, const float *mean, const float *rstd,
+                                  const float *dy, float *dx, float *sums);
+
 #include <sys/types.h>
 /// Starts `path argv` (environment `envp`, directory `cwd`, stdout and stderr to `out_fd`, stdin
 /// /dev/null) under a group-leader process of its own process group that exits with the command's

@@ -1,4 +1,7 @@
-/// GroupNorm on activations in channel blocks of b (`Tensor.blocked(_:)`, b a multiple of 8):
+import CEngineSupport
+
+/// GroupNorm on activations in channel blocks of b (`Tensor.blocked(_:)`, b a multiple of 8),
+/// written out in Swift as the reference the C kernels reproduce bit for bit:
 /// element (n, c, i) at x[n][c / b][i][c % b]. Each pass walks a block's pixels eight channels
 /// at a time (one SIMD vector per pixel), then combines the channels of each group:
 ///
@@ -11,6 +14,39 @@
 /// additions overlap; gradient sums in Float, as the NCHW kernels. The order of the additions
 /// differs from theirs (per channel first, then per group). Images are split across threads.
 extension GroupNormKernels {
+    /// The kernels the backends call: the reference's arithmetic in C, compiled for AVX-512, AVX2
+    /// and baseline and picked at load time (Sources/CEngineSupport/groupnorm_blocked.c), since
+    /// Swift's SIMD types compile to baseline SSE2 in a portable binary. Same bits as the
+    /// reference (tests); about 2x faster on AVX-512 (results/step-breakdown-onednn-avx512.md).
+    public static func blockedForward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                                      beta: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                                      mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>) {
+        let (b, s, c) = (p.block, p.spatial, p.channels)
+        precondition(b % 8 == 0 && b <= 64 && c % b == 0, "GroupNorm: \(c) channels in blocks of \(b)")
+        Engine.parallelFor(p.batch, costPerItem: 2 * c * s) { images in
+            let scratch = UnsafeMutablePointer<Double>.allocate(capacity: 2 * c)
+            defer { scratch.deallocate() }
+            pd_groupnorm_blocked_forward(images.lowerBound, images.upperBound, b, c, s, p.groups, p.eps, x, gamma, beta, y,
+                                         mean, rstd, scratch)
+        }
+    }
+
+    public static func blockedBackward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                                       mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                                       dx: UnsafeMutablePointer<Float>, dGamma: UnsafeMutablePointer<Float>,
+                                       dBeta: UnsafeMutablePointer<Float>) {
+        let (b, s, c) = (p.block, p.spatial, p.channels)
+        precondition(b % 8 == 0 && b <= 64 && c % b == 0 && p.groups <= 256, "GroupNorm: \(c) channels in blocks of \(b), \(p.groups) groups")
+        let sums = UnsafeMutablePointer<Float>.allocate(capacity: 2 * p.batch * c)
+        defer { sums.deallocate() }
+        Engine.parallelFor(p.batch, costPerItem: 4 * c * s) { images in
+            _ = pd_groupnorm_blocked_backward(images.lowerBound, images.upperBound, b, c, s, p.groups, x, gamma, mean, rstd, dy, dx, sums)
+        }
+        for n in 0..<p.batch {
+            for ch in 0..<c { dBeta[ch] += sums[2 * (n * c + ch)]; dGamma[ch] += sums[2 * (n * c + ch) + 1] }
+        }
+    }
+
     typealias Lanes = SIMD8<Float>
 
     @inline(__always) static func load(_ p: UnsafePointer<Float>) -> Lanes { UnsafeRawPointer(p).loadUnaligned(as: Lanes.self) }
@@ -21,7 +57,7 @@ extension GroupNormKernels {
         SIMD8(Double(v[0]), Double(v[1]), Double(v[2]), Double(v[3]), Double(v[4]), Double(v[5]), Double(v[6]), Double(v[7]))
     }
 
-    public static func blockedForward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+    public static func blockedForwardReference(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
                                       beta: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
                                       mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>) {
         let (b, s, c, groups) = (p.block, p.spatial, p.channels, p.groups)
@@ -67,7 +103,7 @@ extension GroupNormKernels {
         }
     }
 
-    public static func blockedBackward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+    public static func blockedBackwardReference(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
                                        mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                                        dx: UnsafeMutablePointer<Float>, dGamma: UnsafeMutablePointer<Float>,
                                        dBeta: UnsafeMutablePointer<Float>) {

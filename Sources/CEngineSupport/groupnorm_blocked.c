@@ -1,0 +1,140 @@
+// GroupNorm on channel-blocked activations ([N, C/b, H, W, b]: a pixel's b channels side by side),
+// compiled once per instruction set and picked at load time (target_clones: AVX-512, AVX2,
+// baseline), because Swift's SIMD types compile to baseline SSE2 for a portable binary. The
+// arithmetic is the Swift reference's, operation for operation (no FMA contraction, the same
+// summation orders), so both give the same bits: GroupNormKernels.blockedForwardReference and
+// blockedBackwardReference, checked by BlockedLayoutTests.
+#include "CEngineSupport.h"
+#include <math.h>
+
+#pragma STDC FP_CONTRACT OFF
+
+#define PD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+/// Per channel of one image: sum and sum of squares in Double, even and odd pixels in two
+/// chains (added at the end), then each group's mean and 1 / sqrt(var + eps), then y.
+static inline void forward_image(long b, long c, long s, long groups, float eps, const float *restrict x,
+                                 const float *restrict gamma, const float *restrict beta, float *restrict y,
+                                 float *restrict mean, float *restrict rstd, double *restrict sums,
+                                 double *restrict squares) {
+    long cpg = c / groups;
+    double count = (double)(cpg * s);
+    for (long blk = 0; blk < c / b; blk++) {
+        const float *xb = x + blk * b * s;
+        double s0[64], s1[64], q0[64], q1[64];
+        for (long l = 0; l < b; l++) s0[l] = s1[l] = q0[l] = q1[l] = 0;
+        long i = 0;
+        for (; i + 2 <= s; i += 2) {
+            const float *u = xb + i * b, *v = u + b;
+            for (long l = 0; l < b; l++) {
+                double du = u[l], dv = v[l];
+                s0[l] += du; q0[l] += du * du; s1[l] += dv; q1[l] += dv * dv;
+            }
+        }
+        if (i < s) {
+            for (long l = 0; l < b; l++) { double du = xb[i * b + l]; s0[l] += du; q0[l] += du * du; }
+        }
+        for (long l = 0; l < b; l++) { sums[blk * b + l] = s0[l] + s1[l]; squares[blk * b + l] = q0[l] + q1[l]; }
+    }
+    for (long g = 0; g < groups; g++) {
+        double sum = 0, square = 0;
+        for (long ch = g * cpg; ch < (g + 1) * cpg; ch++) { sum += sums[ch]; square += squares[ch]; }
+        double m = sum / count, variance = square / count - m * m;
+        if (!(variance > 0)) variance = 0;  // Swift's max(0, v)
+        mean[g] = (float)m;
+        rstd[g] = (float)(1.0 / sqrt(variance + (double)eps));
+    }
+    for (long blk = 0; blk < c / b; blk++) {
+        float scale[64], shift[64];
+        for (long l = 0; l < b; l++) {
+            long ch = blk * b + l, g = ch / cpg;
+            scale[l] = rstd[g] * gamma[ch];
+            shift[l] = beta[ch] - mean[g] * scale[l];
+        }
+        const float *xb = x + blk * b * s;
+        float *yb = y + blk * b * s;
+        for (long i = 0; i < s; i++)
+            for (long l = 0; l < b; l++) yb[i * b + l] = xb[i * b + l] * scale[l] + shift[l];
+    }
+}
+
+PD_CLONES
+void pd_groupnorm_blocked_forward(long first_image, long end_image, long block, long channels, long spatial, long groups,
+                                  float eps, const float *x, const float *gamma, const float *beta, float *y,
+                                  float *mean, float *rstd, double *scratch) {
+    long per_image = channels * spatial;
+    for (long n = first_image; n < end_image; n++) {
+        const float *xn = x + n * per_image;
+        float *yn = y + n * per_image, *mn = mean + n * groups, *rn = rstd + n * groups;
+        // Constant blocks let the compiler unroll the lane loops into whole vectors.
+        if (block == 16) forward_image(16, channels, spatial, groups, eps, xn, gamma, beta, yn, mn, rn, scratch, scratch + channels);
+        else if (block == 8) forward_image(8, channels, spatial, groups, eps, xn, gamma, beta, yn, mn, rn, scratch, scratch + channels);
+        else forward_image(block, channels, spatial, groups, eps, xn, gamma, beta, yn, mn, rn, scratch, scratch + channels);
+    }
+}
+
+/// One image: per channel sum(dy) and sum(dy (x - mean)) rstd in Float (sequential over pixels),
+/// per group mean(gamma dy) and mean(gamma dy xhat), then
+/// dx = rstd (gamma dy - mean(gamma dy)) - (x - mean) rstd^2 mean(gamma dy xhat).
+static inline void backward_image(long b, long c, long s, long groups, const float *restrict x, const float *restrict gamma,
+                                  const float *restrict mean, const float *restrict rstd, const float *restrict dy,
+                                  float *restrict dx, float *restrict sums) {
+    long cpg = c / groups;
+    float count = (float)(cpg * s);
+    for (long blk = 0; blk < c / b; blk++) {
+        const float *xb = x + blk * b * s, *db = dy + blk * b * s;
+        float centre[64], sum_dy[64], sum_dyx[64];
+        for (long l = 0; l < b; l++) { centre[l] = mean[(blk * b + l) / cpg]; sum_dy[l] = 0; sum_dyx[l] = 0; }
+        for (long i = 0; i < s; i++)
+            for (long l = 0; l < b; l++) {
+                float d = db[i * b + l];
+                sum_dy[l] += d;
+                sum_dyx[l] += d * (xb[i * b + l] - centre[l]);
+            }
+        for (long l = 0; l < b; l++) {
+            long ch = blk * b + l;
+            sums[2 * ch] = sum_dy[l];
+            sums[2 * ch + 1] = sum_dyx[l] * rstd[ch / cpg];
+        }
+    }
+    float mean_gamma_dy[256], mean_gamma_dyxhat[256];
+    for (long g = 0; g < groups; g++) {
+        float sa = 0, sb = 0;
+        for (long ch = g * cpg; ch < (g + 1) * cpg; ch++) { sa += gamma[ch] * sums[2 * ch]; sb += gamma[ch] * sums[2 * ch + 1]; }
+        mean_gamma_dy[g] = sa / count;
+        mean_gamma_dyxhat[g] = sb / count;
+    }
+    for (long blk = 0; blk < c / b; blk++) {
+        float centre[64], dy_scale[64], x_scale[64], shift[64];
+        for (long l = 0; l < b; l++) {
+            long ch = blk * b + l, g = ch / cpg;
+            float rs = rstd[g];
+            centre[l] = mean[g];
+            dy_scale[l] = rs * gamma[ch];
+            x_scale[l] = -rs * rs * mean_gamma_dyxhat[g];
+            shift[l] = -rs * mean_gamma_dy[g];
+        }
+        const float *xb = x + blk * b * s, *db = dy + blk * b * s;
+        float *out = dx + blk * b * s;
+        for (long i = 0; i < s; i++)
+            for (long l = 0; l < b; l++)
+                out[i * b + l] = dy_scale[l] * db[i * b + l] + (xb[i * b + l] - centre[l]) * x_scale[l] + shift[l];
+    }
+}
+
+PD_CLONES
+int pd_groupnorm_blocked_backward(long first_image, long end_image, long block, long channels, long spatial, long groups,
+                                  const float *x, const float *gamma, const float *mean, const float *rstd,
+                                  const float *dy, float *dx, float *sums) {
+    if (groups > 256) return -1;
+    long per_image = channels * spatial;
+    for (long n = first_image; n < end_image; n++) {
+        long o = n * per_image;
+        const float *mn = mean + n * groups, *rn = rstd + n * groups;
+        float *sn = sums + 2 * n * channels;
+        if (block == 16) backward_image(16, channels, spatial, groups, x + o, gamma, mn, rn, dy + o, dx + o, sn);
+        else if (block == 8) backward_image(8, channels, spatial, groups, x + o, gamma, mn, rn, dy + o, dx + o, sn);
+        else backward_image(block, channels, spatial, groups, x + o, gamma, mn, rn, dy + o, dx + o, sn);
+    }
+    return 0;
+}
