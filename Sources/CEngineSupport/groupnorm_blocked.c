@@ -9,7 +9,11 @@
 
 #pragma STDC FP_CONTRACT OFF
 
+#if defined(__x86_64__) && defined(__linux__)
 #define PD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define PD_CLONES  // one build for the target's baseline (no ifunc dispatch here)
+#endif
 
 /// Per channel of one image: sum and sum of squares in Double, even and odd pixels in two
 /// chains (added at the end), then each group's mean and 1 / sqrt(var + eps), then y.
