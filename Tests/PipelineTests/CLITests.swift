@@ -20,11 +20,15 @@ import Testing
 
     struct Result { var status: Int32; var out: String; var err: String }
 
-    /// The environment for a spawned `pdpipe`: this process's, with the compute backend the tests'
-    /// in-process runs use (OpenBLAS), so results and keys of both agree. (The binary's own default
-    /// is oneDNN where it loads; `BackendKeyTests` spawns it on each backend explicitly.)
+    /// The environment for a spawned `pdpipe`: this process's, with the compute backend and the
+    /// OpenBLAS kernel the tests' in-process runs use, so results and keys of both agree bit for
+    /// bit. (The binary's own defaults are oneDNN where it loads, and the best OpenBLAS kernel for
+    /// the CPU, while the test process never runs `Engine.startUp` and keeps the library's pick:
+    /// on CPUs where the two differ, e.g. Prescott against SkylakeX, sgemm's last bits differ.
+    /// `BackendKeyTests` spawns it on each backend explicitly.)
     static func environment(_ extra: [String: String] = [:]) -> [String: String] {
-        ProcessInfo.processInfo.environment.merging(["PDPIPE_BACKEND": Engine.defaultBackend.name]) { $1 }
+        ProcessInfo.processInfo.environment
+            .merging(["PDPIPE_BACKEND": Engine.defaultBackend.name, "PDPIPE_BLAS_KERNEL": BLASKernel.report.core]) { $1 }
             .merging(extra) { $1 }
     }
 
