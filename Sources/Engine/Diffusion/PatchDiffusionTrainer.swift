@@ -95,7 +95,8 @@ public final class PatchDiffusionTrainer {
         net.zeroGrad()
         let loss = config.loss.forwardBackward(net, batch: batch, using: &rng)
         guard loss.isFinite else {
-            throw DiffusionError("non-finite loss (\(loss)) at step \(step) (\(String(format: "%.3f", counted / 1000)) counted kimg, patch size \(s))")
+            // A NaN's sign bit depends on the kernels that produced it: say "nan" either way.
+            throw DiffusionError("non-finite loss (\(loss.isNaN ? "nan" : "\(loss)")) at step \(step) (\(String(format: "%.3f", counted / 1000)) counted kimg, patch size \(s))")
         }
         adam.step(lr: Float(sched.learningRate(countedImages: counted)))
         ema.update(from: net.parameters, beta: Float(sched.emaBeta(countedImages: counted)))
