@@ -339,13 +339,18 @@ def breakdown(fn, runs):
     return {"total_ms": total * 1e3, "parts_ms": {k: total * 1e3 * v / whole for k, v in parts.items()}}
 
 
-def profile(threads, batch, runs, model_channels, num_blocks, resolution, sample_batch):
+def profile(threads, batch, runs, model_channels, num_blocks, resolution, sample_batch, precision="fp32"):
     P, st, opt, loss_and_grads, fwd = bench_setup(threads, batch, model_channels, num_blocks, resolution, sample_batch)
-    step = breakdown(loss_and_grads, runs)
-    loss_and_grads()
+
+    def forward():
+        with autocast(precision):
+            fwd()
+
+    step = breakdown(lambda: loss_and_grads(precision), runs)
+    loss_and_grads(precision)
     step["optimizer_ms"] = timed(opt.step, runs)[0] * 1e3
-    print(json.dumps({"torch": torch.__version__, "threads": threads, "loss_and_grads": step,
-                      "forward": breakdown(fwd, runs)}))
+    print(json.dumps({"torch": torch.__version__, "threads": threads, "precision": precision, "loss_and_grads": step,
+                      "forward": breakdown(forward, runs)}))
 
 
 if __name__ == "__main__":
@@ -369,6 +374,6 @@ if __name__ == "__main__":
     if a.mode == "crosscheck":
         sys.exit(0 if crosscheck(a.directory) else 1)
     if a.profile:
-        profile(a.threads, a.batch, a.runs, a.model_channels, a.num_blocks, a.resolution, a.sample_batch)
+        profile(a.threads, a.batch, a.runs, a.model_channels, a.num_blocks, a.resolution, a.sample_batch, a.precision)
     else:
         bench(a.threads, a.batch, a.runs, a.model_channels, a.num_blocks, a.resolution, a.sample_batch, a.precision)

@@ -21,6 +21,7 @@ struct StepBreakdown: ParsableCommand {
     @Option(help: "U-Net base width (32: the experiments' network).") var modelChannels = 32
     @Option(help: "Residual blocks per level.") var numBlocks = 1
     @Option(help: "Markdown output file.") var output = "results/step-breakdown.md"
+    @Option(help: "fp32, or bf16: ours on oneDNN in bf16 mixed precision, PyTorch's under bf16 autocast.") var precision = Precision.fp32
     @Flag(help: "Skip the PyTorch reference.") var noTorch = false
     @Option var python = "python3"
 
@@ -32,7 +33,8 @@ struct StepBreakdown: ParsableCommand {
         let r = 32
         let config = UNetConfig(imageChannels: 3, coordinates: true, modelChannels: modelChannels, channelMult: [1, 2, 2],
                                 numBlocks: numBlocks, attentionLevels: [1], dropout: 0)
-        let profiler = ProfilingBackend(wrapping: Engine.defaultBackend)
+        let backend: ComputeBackend = precision == .bf16 ? try OneDNNBackend(precision: .bf16) : Engine.defaultBackend
+        let profiler = ProfilingBackend(wrapping: backend)
         let training = Engine.withBackend(profiler) { BenchTraining(config: config, resolution: r, imageCount: 512, batch: batch, realP: 1) }
         var rng = RandomGenerator(seed: 4)
         let xs = Tensor(randomNormal: [sampleBatch, 3, r, r], using: &rng)
@@ -93,10 +95,10 @@ struct StepBreakdown: ParsableCommand {
         func emit(_ s: String) { print(s); md.append(s) }
         let cpu = shell("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").trimmingCharacters(in: .whitespacesAndNewlines)
         emit("# Where a training step goes: pdpipe and PyTorch, part by part\n")
-        emit("Command: `pdpipe-bench step-breakdown --threads \(threads) --rounds \(rounds) --steps \(steps) --batch \(batch) --sample-batch \(sampleBatch) --model-channels \(modelChannels) --num-blocks \(numBlocks)\(noTorch ? " --no-torch" : "")`  ")
+        emit("Command: `pdpipe-bench step-breakdown --threads \(threads) --rounds \(rounds) --steps \(steps) --batch \(batch) --sample-batch \(sampleBatch) --model-channels \(modelChannels) --num-blocks \(numBlocks)\(precision == .fp32 ? "" : " --precision \(precision.rawValue)")\(noTorch ? " --no-torch" : "")`  ")
         emit("Date: \(ISO8601DateFormatter().string(from: Date()))  ")
-        emit("CPU: \(cpu), \(ProcessInfo.processInfo.activeProcessorCount) cores, \(threads) threads; \(kernel); backend \(Engine.defaultBackend.name)  ")
-        emit("Network: model_channels \(modelChannels), mult [1,2,2], \(numBlocks) block(s) per level, attention at 16x16, C = 3 (+2 coordinate channels), R = 32, fp32; training at p = 1 (full images).  ")
+        emit("CPU: \(cpu), \(ProcessInfo.processInfo.activeProcessorCount) cores, \(threads) threads; \(kernel); backend \(backend.name)  ")
+        emit("Network: model_channels \(modelChannels), mult [1,2,2], \(numBlocks) block(s) per level, attention at 16x16, C = 3 (+2 coordinate channels), R = 32, \(precision == .bf16 ? "bf16 mixed precision (ours: oneDNN bf16 convolutions and matmuls; PyTorch: bf16 autocast)" : "fp32"); training at p = 1 (full images).  ")
         emit("Load average at start / end: \(load0) / \(load1). Medians over \(rounds) interleaved rounds (\(steps) steps and forwards of ours per round, one PyTorch process per round).\n")
         emit("Ours: each backend call (convolution, sgemm, GroupNorm, SiLU) is timed at the seam; \"rest\" is the pass's wall time minus those (adds, softmax, resampling, copies, noise and loss). PyTorch's: its unprofiled median split by the shares of torch.profiler's self time per op (conv*, mm/bmm/addmm/linear, group_norm*, silu*, everything else).\n")
 
@@ -138,7 +140,7 @@ struct StepBreakdown: ParsableCommand {
     /// One `unet_reference.py bench --profile` process, or nil without torch.
     func torchRound() -> [String: Any]? {
         let script = repositoryFile("reference/unet_reference.py")
-        let out = shell("\(python) '\(script)' bench --profile --threads \(threads) --batch \(batch) --sample-batch \(sampleBatch) --runs \(steps) --model-channels \(modelChannels) --num-blocks \(numBlocks)")
+        let out = shell("\(python) '\(script)' bench --profile --threads \(threads) --batch \(batch) --sample-batch \(sampleBatch) --runs \(steps) --model-channels \(modelChannels) --num-blocks \(numBlocks) --precision \(precision.rawValue)")
         guard let line = out.split(separator: "\n").last,
               let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], obj["loss_and_grads"] != nil else { return nil }
         return obj
