@@ -6,6 +6,7 @@
 // blockedBackwardReference, checked by BlockedLayoutTests.
 #include "CEngineSupport.h"
 #include <math.h>
+#include <stdint.h>
 
 #pragma STDC FP_CONTRACT OFF
 
@@ -15,9 +16,31 @@
 #define PD_CLONES  // one build for the target's baseline (no ifunc dispatch here)
 #endif
 
+/// e^x on [-87, 88] (inputs outside are clamped there): x = n ln 2 + r with |r| <= ln 2 / 2
+/// (ln 2 split in two so n ln 2 is exact), e^r by Cephes' expf polynomial, 2^n built in the
+/// exponent bits. Plain float arithmetic in a fixed order, so the vectorised loops give the same
+/// bits as scalar code on every instruction set.
+static inline float exp_approx(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln 2): 1.5 * 2^23 trick
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    union { int32_t i; float f; } two_n = {.i = ((int32_t)n + 127) << 23};
+    return p * two_n.f;
+}
+
+static inline float sigmoid(float z) { return 1.0f / (1.0f + exp_approx(-z)); }
+
 /// Per channel of one image: sum and sum of squares in Double, even and odd pixels in two
 /// chains (added at the end), then each group's mean and 1 / sqrt(var + eps), then y.
-static inline void forward_image(long b, long c, long s, long groups, float eps, const float *restrict x,
+static inline void forward_image(int silu, long b, long c, long s, long groups, float eps, const float *restrict x,
                                  const float *restrict gamma, const float *restrict beta, float *restrict y,
                                  float *restrict mean, float *restrict rstd, double *restrict sums,
                                  double *restrict squares) {
@@ -57,8 +80,31 @@ static inline void forward_image(long b, long c, long s, long groups, float eps,
         }
         const float *xb = x + blk * b * s;
         float *yb = y + blk * b * s;
-        for (long i = 0; i < s; i++)
-            for (long l = 0; l < b; l++) yb[i * b + l] = xb[i * b + l] * scale[l] + shift[l];
+        if (silu) {
+            for (long i = 0; i < s; i++)
+                for (long l = 0; l < b; l++) {
+                    float z = xb[i * b + l] * scale[l] + shift[l];
+                    yb[i * b + l] = z * sigmoid(z);
+                }
+        } else {
+            for (long i = 0; i < s; i++)
+                for (long l = 0; l < b; l++) yb[i * b + l] = xb[i * b + l] * scale[l] + shift[l];
+        }
+    }
+}
+
+static inline void forward_images(int silu, long first_image, long end_image, long block, long channels, long spatial,
+                                  long groups, float eps, const float *x, const float *gamma, const float *beta, float *y,
+                                  float *mean, float *rstd, double *scratch) {
+    long per_image = channels * spatial;
+    for (long n = first_image; n < end_image; n++) {
+        const float *xn = x + n * per_image;
+        float *yn = y + n * per_image, *mn = mean + n * groups, *rn = rstd + n * groups;
+        double *q = scratch + channels;
+        // Constant blocks let the compiler unroll the lane loops into whole vectors.
+        if (block == 16) forward_image(silu, 16, channels, spatial, groups, eps, xn, gamma, beta, yn, mn, rn, scratch, q);
+        else if (block == 8) forward_image(silu, 8, channels, spatial, groups, eps, xn, gamma, beta, yn, mn, rn, scratch, q);
+        else forward_image(silu, block, channels, spatial, groups, eps, xn, gamma, beta, yn, mn, rn, scratch, q);
     }
 }
 
@@ -66,15 +112,14 @@ PD_CLONES
 void pd_groupnorm_blocked_forward(long first_image, long end_image, long block, long channels, long spatial, long groups,
                                   float eps, const float *x, const float *gamma, const float *beta, float *y,
                                   float *mean, float *rstd, double *scratch) {
-    long per_image = channels * spatial;
-    for (long n = first_image; n < end_image; n++) {
-        const float *xn = x + n * per_image;
-        float *yn = y + n * per_image, *mn = mean + n * groups, *rn = rstd + n * groups;
-        // Constant blocks let the compiler unroll the lane loops into whole vectors.
-        if (block == 16) forward_image(16, channels, spatial, groups, eps, xn, gamma, beta, yn, mn, rn, scratch, scratch + channels);
-        else if (block == 8) forward_image(8, channels, spatial, groups, eps, xn, gamma, beta, yn, mn, rn, scratch, scratch + channels);
-        else forward_image(block, channels, spatial, groups, eps, xn, gamma, beta, yn, mn, rn, scratch, scratch + channels);
-    }
+    forward_images(0, first_image, end_image, block, channels, spatial, groups, eps, x, gamma, beta, y, mean, rstd, scratch);
+}
+
+PD_CLONES
+void pd_groupnorm_silu_blocked_forward(long first_image, long end_image, long block, long channels, long spatial, long groups,
+                                       float eps, const float *x, const float *gamma, const float *beta, float *y,
+                                       float *mean, float *rstd, double *scratch) {
+    forward_images(1, first_image, end_image, block, channels, spatial, groups, eps, x, gamma, beta, y, mean, rstd, scratch);
 }
 
 /// One image: per channel sum(dy) and sum(dy (x - mean)) rstd in Float (sequential over pixels),
@@ -139,6 +184,82 @@ int pd_groupnorm_blocked_backward(long first_image, long end_image, long block, 
         if (block == 16) backward_image(16, channels, spatial, groups, x + o, gamma, mn, rn, dy + o, dx + o, sn);
         else if (block == 8) backward_image(8, channels, spatial, groups, x + o, gamma, mn, rn, dy + o, dx + o, sn);
         else backward_image(block, channels, spatial, groups, x + o, gamma, mn, rn, dy + o, dx + o, sn);
+    }
+    return 0;
+}
+
+/// One image of GroupNorm followed by SiLU, y = silu(z) with z = GroupNorm(x): recomputes z from x
+/// (the forward's own arithmetic), dz = dy s (1 + z (1 - s)) with s = sigmoid(z) into dx, then
+/// GroupNorm's backward from dz, in place in dx.
+static inline void backward_silu_image(long b, long c, long s, long groups, const float *restrict x,
+                                       const float *restrict gamma, const float *restrict beta, const float *restrict mean,
+                                       const float *restrict rstd, const float *restrict dy, float *restrict dx,
+                                       float *restrict sums) {
+    long cpg = c / groups;
+    float count = (float)(cpg * s);
+    for (long blk = 0; blk < c / b; blk++) {
+        const float *xb = x + blk * b * s, *db = dy + blk * b * s;
+        float *dzb = dx + blk * b * s;
+        float centre[64], scale[64], shift[64], sum_dz[64], sum_dzx[64];
+        for (long l = 0; l < b; l++) {
+            long ch = blk * b + l, g = ch / cpg;
+            centre[l] = mean[g];
+            scale[l] = rstd[g] * gamma[ch];
+            shift[l] = beta[ch] - mean[g] * scale[l];
+            sum_dz[l] = 0; sum_dzx[l] = 0;
+        }
+        for (long i = 0; i < s; i++)
+            for (long l = 0; l < b; l++) {
+                float xv = xb[i * b + l], z = xv * scale[l] + shift[l], sg = sigmoid(z);
+                float dz = db[i * b + l] * sg * (1.0f + z * (1.0f - sg));
+                dzb[i * b + l] = dz;
+                sum_dz[l] += dz;
+                sum_dzx[l] += dz * (xv - centre[l]);
+            }
+        for (long l = 0; l < b; l++) {
+            long ch = blk * b + l;
+            sums[2 * ch] = sum_dz[l];
+            sums[2 * ch + 1] = sum_dzx[l] * rstd[ch / cpg];
+        }
+    }
+    float mean_gamma_dz[256], mean_gamma_dzxhat[256];
+    for (long g = 0; g < groups; g++) {
+        float sa = 0, sb = 0;
+        for (long ch = g * cpg; ch < (g + 1) * cpg; ch++) { sa += gamma[ch] * sums[2 * ch]; sb += gamma[ch] * sums[2 * ch + 1]; }
+        mean_gamma_dz[g] = sa / count;
+        mean_gamma_dzxhat[g] = sb / count;
+    }
+    for (long blk = 0; blk < c / b; blk++) {
+        float centre[64], dz_scale[64], x_scale[64], shift[64];
+        for (long l = 0; l < b; l++) {
+            long ch = blk * b + l, g = ch / cpg;
+            float rs = rstd[g];
+            centre[l] = mean[g];
+            dz_scale[l] = rs * gamma[ch];
+            x_scale[l] = -rs * rs * mean_gamma_dzxhat[g];
+            shift[l] = -rs * mean_gamma_dz[g];
+        }
+        const float *xb = x + blk * b * s;
+        float *out = dx + blk * b * s;
+        for (long i = 0; i < s; i++)
+            for (long l = 0; l < b; l++)
+                out[i * b + l] = dz_scale[l] * out[i * b + l] + (xb[i * b + l] - centre[l]) * x_scale[l] + shift[l];
+    }
+}
+
+PD_CLONES
+int pd_groupnorm_silu_blocked_backward(long first_image, long end_image, long block, long channels, long spatial, long groups,
+                                       const float *x, const float *gamma, const float *beta, const float *mean,
+                                       const float *rstd, const float *dy, float *dx, float *sums) {
+    if (groups > 256) return -1;
+    long per_image = channels * spatial;
+    for (long n = first_image; n < end_image; n++) {
+        long o = n * per_image;
+        const float *mn = mean + n * groups, *rn = rstd + n * groups;
+        float *sn = sums + 2 * n * channels;
+        if (block == 16) backward_silu_image(16, channels, spatial, groups, x + o, gamma, beta, mn, rn, dy + o, dx + o, sn);
+        else if (block == 8) backward_silu_image(8, channels, spatial, groups, x + o, gamma, beta, mn, rn, dy + o, dx + o, sn);
+        else backward_silu_image(block, channels, spatial, groups, x + o, gamma, beta, mn, rn, dy + o, dx + o, sn);
     }
     return 0;
 }

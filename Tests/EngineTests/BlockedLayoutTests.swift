@@ -95,6 +95,61 @@ struct BlockedLayoutTests {
     }
 }
 
+/// GroupNorm followed by SiLU in one pass (the oneDNN backend's path on blocked activations) and
+/// the unfused composition every other backend gets, both against the definition in Float64:
+/// z = GroupNorm(x) (the reference kernel's statistics), y = z sigmoid(z), and the backward
+/// through dz = dy s (1 + z (1 - s)) into the reference GroupNorm backward.
+struct GroupNormSiLUTests {
+    @Test(arguments: [(32, 8, 16, 15, 1.0), (64, 32, 8, 9, 1.0), (48, 3, 16, 4, 40.0)])
+    func fusedGroupNormSiLUMatchesItsDefinition(channels: Int, groups: Int, block: Int, spatial: Int, spread: Float) {
+        let n = 4, count = n * channels * spatial
+        let p = GroupNormShape(batch: n, channels: channels, spatial: spatial, groups: groups, eps: 1e-5, block: block)
+        let x = LayerGradientTests.input([count], seed: 31).scaled(3).data.map { $0 + 0.5 }
+        let dy = LayerGradientTests.input([count], seed: 32).data
+        // spread 40: z spans about -100 ... 100, past the exponential's clamp on both sides.
+        let gamma = LayerGradientTests.input([channels], seed: 33).scaled(spread).data
+        let beta = LayerGradientTests.input([channels], seed: 34).data
+
+        // The definition: z by the reference kernel, the SiLU and its derivative in Double.
+        var z = [Float](repeating: 0, count: count), mean = [Float](repeating: 0, count: n * groups), rstd = mean
+        GroupNormKernels.blockedForwardReference(p, x: x, gamma: gamma, beta: beta, y: &z, mean: &mean, rstd: &rstd)
+        func sigmoid(_ v: Float) -> Double { 1 / (1 + exp(-Double(v))) }
+        let yExpected = z.map { Double($0) * sigmoid($0) }
+        let dz = (0..<count).map { i in Float(Double(dy[i]) * sigmoid(z[i]) * (1 + Double(z[i]) * (1 - sigmoid(z[i])))) }
+        var dxExpected = [Float](repeating: 0, count: count)
+        var dGammaExpected = [Float](repeating: 0, count: channels), dBetaExpected = dGammaExpected
+        GroupNormKernels.blockedBackwardReference(p, x: x, gamma: gamma, mean: mean, rstd: rstd, dy: dz, dx: &dxExpected,
+                                                  dGamma: &dGammaExpected, dBeta: &dBetaExpected)
+
+        func worst(_ a: [Float], _ e: [Double]) -> Double {
+            let scale = max(1, e.map(abs).max()!)
+            return zip(a, e).map { abs(Double($0) - $1) }.max()! / scale
+        }
+        typealias Forward = (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void
+        typealias Backward = (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>,
+                              UnsafeMutablePointer<Float>) -> Void
+        func check(_ name: String, _ forward: Forward, _ backward: Backward) {
+            var y = [Float](repeating: .nan, count: count), m = [Float](repeating: .nan, count: n * groups), r = m
+            forward(&y, &m, &r)
+            #expect(m.map(\.bitPattern) == mean.map(\.bitPattern) && r.map(\.bitPattern) == rstd.map(\.bitPattern), "\(name): statistics")
+            #expect(worst(y, yExpected) < 2e-6, "\(name): y off by \(worst(y, yExpected))")
+            var dx = [Float](repeating: .nan, count: count)
+            var dGamma = [Float](repeating: 0.25, count: channels), dBeta = dGamma  // backward accumulates
+            backward(m, r, &dx, &dGamma, &dBeta)
+            #expect(worst(dx, dxExpected.map(Double.init)) < 1e-5, "\(name): dx off by \(worst(dx, dxExpected.map(Double.init)))")
+            #expect(worst(dGamma.map { $0 - 0.25 }, dGammaExpected.map(Double.init)) < 1e-5, "\(name): dGamma")
+            #expect(worst(dBeta.map { $0 - 0.25 }, dBetaExpected.map(Double.init)) < 1e-5, "\(name): dBeta")
+        }
+        check("fused", { GroupNormKernels.blockedSiLUForward(p, x: x, gamma: gamma, beta: beta, y: $0, mean: $1, rstd: $2) },
+              { GroupNormKernels.blockedSiLUBackward(p, x: x, gamma: gamma, beta: beta, mean: $0, rstd: $1, dy: dy, dx: $2,
+                                                     dGamma: $3, dBeta: $4) })
+        let blas = BLASBackend()
+        #expect(!blas.fusesGroupNormSiLU(p))
+        check("unfused", { blas.groupNormSiLUForward(p, x: x, gamma: gamma, beta: beta, y: $0, mean: $1, rstd: $2) },
+              { blas.groupNormSiLUBackward(p, x: x, gamma: gamma, beta: beta, mean: $0, rstd: $1, dy: dy, dx: $2, dGamma: $3, dBeta: $4) })
+    }
+}
+
 /// oneDNN's convolutions with blocked inputs and outputs (the U-Net's inner convolutions, its
 /// first one from NCHW, its last one and attention's qkv to NCHW) against OpenBLAS on NCHW.
 @Suite(.enabled(if: OneDNN.isAvailable, "oneDNN (libdnnl2) not installed"))

@@ -83,6 +83,23 @@ final class ProfilingBackend: ComputeBackend, @unchecked Sendable {
         }
     }
 
+    /// Fused GroupNorm + SiLU counts as GroupNorm (the breakdown says so).
+    func fusesGroupNormSiLU(_ p: GroupNormShape) -> Bool { inner.fusesGroupNormSiLU(p) }
+
+    func groupNormSiLUForward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+                              y: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>) {
+        timed(.normForward, flops: 0) { inner.groupNormSiLUForward(p, x: x, gamma: gamma, beta: beta, y: y, mean: mean, rstd: rstd) }
+    }
+
+    func groupNormSiLUBackward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+                               mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                               dx: UnsafeMutablePointer<Float>, dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>) {
+        timed(.normBackward, flops: 0) {
+            inner.groupNormSiLUBackward(p, x: x, gamma: gamma, beta: beta, mean: mean, rstd: rstd, dy: dy, dx: dx,
+                                        dGamma: dGamma, dBeta: dBeta)
+        }
+    }
+
     func siluForward(count: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, sigmoid: UnsafeMutablePointer<Float>?) {
         timed(.silu, flops: 0) { inner.siluForward(count: count, x: x, y: y, sigmoid: sigmoid) }
     }

@@ -123,13 +123,13 @@ struct StepBreakdown: ParsableCommand {
         }
         emit("## Training step, batch \(batch)\n")
         table("step", rows: [("conv", "convolutions, forward + backward"), ("matmul", "matmuls (attention, embedding MLP)"),
-                             ("GroupNorm", "GroupNorm, forward + backward"), ("SiLU", "SiLU, forward + backward"),
+                             ("GroupNorm", "GroupNorm, forward + backward (with SiLU where fused)"), ("SiLU", "SiLU, forward + backward"),
                              ("rest", "rest of forward + backward (adds, softmax, resampling, copies, loss)"),
                              ("data", "data (crops, coordinates; PyTorch's inputs are prebuilt)"),
                              ("optimizer", "optimizer (ours: Adam + EMA; PyTorch: Adam)")],
               total: "all", flops: convFlops.step)
         emit("## Sampling forward, batch \(sampleBatch)\n")
-        table("forward", rows: [("conv", "convolutions"), ("matmul", "matmuls (attention, embedding MLP)"), ("GroupNorm", "GroupNorm"),
+        table("forward", rows: [("conv", "convolutions"), ("matmul", "matmuls (attention, embedding MLP)"), ("GroupNorm", "GroupNorm (with SiLU where fused)"),
                                 ("SiLU", "SiLU"), ("rest", "rest (adds, softmax, resampling, copies)")],
               total: "total", flops: convFlops.forward)
         try FileManager.default.createDirectory(at: URL(fileURLWithPath: output).deletingLastPathComponent(), withIntermediateDirectories: true)

@@ -29,6 +29,16 @@ void pd_groupnorm_blocked_forward(long first_image, long end_image, long block, 
 int pd_groupnorm_blocked_backward(long first_image, long end_image, long block, long channels, long spatial, long groups,
                                   const float *x, const float *gamma, const float *mean, const float *rstd,
                                   const float *dy, float *dx, float *sums);
+/// GroupNorm then SiLU, y = z sigmoid(z) with z = GroupNorm(x), in one pass (the sigmoid's
+/// exponential a polynomial to 2 ulp); mean, rstd and scratch as in the plain forward.
+void pd_groupnorm_silu_blocked_forward(long first_image, long end_image, long block, long channels, long spatial, long groups,
+                                       float eps, const float *x, const float *gamma, const float *beta, float *y,
+                                       float *mean, float *rstd, double *scratch);
+/// Its backward from x (z recomputed): dx and sums as in the plain backward, with dL/dz in place
+/// of dy. Returns -1 if groups > 256.
+int pd_groupnorm_silu_blocked_backward(long first_image, long end_image, long block, long channels, long spatial, long groups,
+                                       const float *x, const float *gamma, const float *beta, const float *mean,
+                                       const float *rstd, const float *dy, float *dx, float *sums);
 
 #include <sys/types.h>
 /// Starts `path argv` (environment `envp`, directory `cwd`, stdout and stderr to `out_fd`, stdin

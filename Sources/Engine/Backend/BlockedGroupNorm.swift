@@ -48,6 +48,40 @@ extension GroupNormKernels {
         }
     }
 
+    /// GroupNorm then SiLU on blocks in one pass (y = z sigmoid(z), z as `blockedForward` computes
+    /// it; the sigmoid's exponential a polynomial to ~2 ulp): one read of x and one write of y
+    /// where the two layers read and write twice.
+    public static func blockedSiLUForward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                                          beta: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                                          mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>) {
+        let (b, s, c) = (p.block, p.spatial, p.channels)
+        precondition(b % 8 == 0 && b <= 64 && c % b == 0, "GroupNorm: \(c) channels in blocks of \(b)")
+        Engine.parallelFor(p.batch, costPerItem: 4 * c * s) { images in
+            let scratch = UnsafeMutablePointer<Double>.allocate(capacity: 2 * c)
+            defer { scratch.deallocate() }
+            pd_groupnorm_silu_blocked_forward(images.lowerBound, images.upperBound, b, c, s, p.groups, p.eps, x, gamma, beta, y,
+                                              mean, rstd, scratch)
+        }
+    }
+
+    /// Its backward: z recomputed from x, dz = dy s (1 + z (1 - s)), then GroupNorm's backward.
+    public static func blockedSiLUBackward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                                           beta: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
+                                           dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
+                                           dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>) {
+        let (b, s, c) = (p.block, p.spatial, p.channels)
+        precondition(b % 8 == 0 && b <= 64 && c % b == 0 && p.groups <= 256, "GroupNorm: \(c) channels in blocks of \(b), \(p.groups) groups")
+        let sums = UnsafeMutablePointer<Float>.allocate(capacity: 2 * p.batch * c)
+        defer { sums.deallocate() }
+        Engine.parallelFor(p.batch, costPerItem: 6 * c * s) { images in
+            _ = pd_groupnorm_silu_blocked_backward(images.lowerBound, images.upperBound, b, c, s, p.groups, x, gamma, beta,
+                                                   mean, rstd, dy, dx, sums)
+        }
+        for n in 0..<p.batch {
+            for ch in 0..<c { dBeta[ch] += sums[2 * (n * c + ch)]; dGamma[ch] += sums[2 * (n * c + ch) + 1] }
+        }
+    }
+
     typealias Lanes = SIMD8<Float>
 
     @inline(__always) static func load(_ p: UnsafePointer<Float>) -> Lanes { UnsafeRawPointer(p).loadUnaligned(as: Lanes.self) }

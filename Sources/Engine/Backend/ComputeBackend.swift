@@ -34,6 +34,20 @@ public protocol ComputeBackend: Sendable {
                            dx: UnsafeMutablePointer<Float>, dGamma: UnsafeMutablePointer<Float>,
                            dBeta: UnsafeMutablePointer<Float>)
 
+    /// GroupNorm then SiLU, y = silu(GroupNorm(x)), as one pass over memory where
+    /// `fusesGroupNormSiLU` says so (the layers call GroupNorm and SiLU in turn elsewhere);
+    /// writes mean/rstd as `groupNormForward` does.
+    func groupNormSiLUForward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                              beta: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                              mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>)
+    /// Its backward from x (GroupNorm's output recomputed): writes dx, accumulates dGamma / dBeta.
+    func groupNormSiLUBackward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                               beta: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
+                               dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
+                               dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>)
+    /// Whether the two calls above run fused for this geometry.
+    func fusesGroupNormSiLU(_ p: GroupNormShape) -> Bool
+
     /// SiLU forward over `count` values: y = x * sigmoid(x); with `sigmoid` given (backends that
     /// keep the gate, `siluKeepsGate`), also stores the gate sigmoid(x) there for the backward.
     func siluForward(count: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, sigmoid: UnsafeMutablePointer<Float>?)
@@ -57,6 +71,33 @@ public protocol ComputeBackend: Sendable {
 extension ComputeBackend {
     public var activationBlock: Int { 1 }
     public var siluKeepsGate: Bool { true }
+    public func fusesGroupNormSiLU(_ p: GroupNormShape) -> Bool { false }
+
+    /// Unfused: GroupNorm into a buffer, then SiLU.
+    public func groupNormSiLUForward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                                     beta: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                                     mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>) {
+        let count = p.batch * p.channels * p.spatial
+        let z = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        defer { z.deallocate() }
+        groupNormForward(p, x: x, gamma: gamma, beta: beta, y: z, mean: mean, rstd: rstd)
+        siluForward(count: count, x: z, y: y, sigmoid: nil)
+    }
+
+    /// Unfused: GroupNorm's output again (the same mean and rstd), SiLU's backward, GroupNorm's.
+    public func groupNormSiLUBackward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                                      beta: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
+                                      dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
+                                      dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>) {
+        let count = p.batch * p.channels * p.spatial, groups = p.batch * p.groups
+        let z = UnsafeMutablePointer<Float>.allocate(capacity: 3 * count), dz = z + count, gate = z + 2 * count
+        let statistics = UnsafeMutablePointer<Float>.allocate(capacity: 2 * groups)
+        defer { z.deallocate(); statistics.deallocate() }
+        groupNormForward(p, x: x, gamma: gamma, beta: beta, y: z, mean: statistics, rstd: statistics + groups)
+        if siluKeepsGate { siluForward(count: count, x: z, y: dz, sigmoid: gate) }  // dz: scratch until below
+        siluBackward(count: count, x: z, sigmoid: siluKeepsGate ? UnsafePointer(gate) : nil, dy: dy, dx: dz)
+        groupNormBackward(p, x: x, gamma: gamma, mean: mean, rstd: rstd, dy: dz, dx: dx, dGamma: dGamma, dBeta: dBeta)
+    }
 
     /// Our loops (`sequentialSoftmaxRows`), rows split across threads.
     public func softmaxRows(_ m: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {

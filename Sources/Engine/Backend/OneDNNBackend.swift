@@ -61,8 +61,9 @@ public struct OneDNNBackend: ComputeBackend {
     /// SiLU's gate and attention's batched products; 3: 1x1 convolutions as matmuls; 4: U-Net
     /// activations kept in oneDNN's blocked layout; 5: SiLU as swish (forward in one pass, the
     /// backward recomputing the gate); 6: bf16 networks' activations blocked too, attention's
-    /// softmax on oneDNN, blocked GroupNorm's statistics in one pass.
-    public static let numericsRevision = 6
+    /// softmax on oneDNN, blocked GroupNorm's statistics in one pass; 7: GroupNorm and SiLU fused
+    /// on blocked activations (our sigmoid in place of oneDNN's swish).
+    public static let numericsRevision = 7
 
     public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                       a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
@@ -118,6 +119,26 @@ public struct OneDNNBackend: ComputeBackend {
                                   dx: UnsafeMutablePointer<Float>, dGamma: UnsafeMutablePointer<Float>,
                                   dBeta: UnsafeMutablePointer<Float>) {
         fallback.groupNormBackward(p, x: x, gamma: gamma, mean: mean, rstd: rstd, dy: dy, dx: dx, dGamma: dGamma, dBeta: dBeta)
+    }
+
+    /// Fused where activations are blocked (every GroupNorm of a blocked U-Net): our kernel in one
+    /// pass, where oneDNN's swish would read and write the normalised activations once more each way.
+    public func fusesGroupNormSiLU(_ p: GroupNormShape) -> Bool { p.block > 1 }
+
+    public func groupNormSiLUForward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                                     beta: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                                     mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>) {
+        precondition(fusesGroupNormSiLU(p), "oneDNN fuses GroupNorm and SiLU on blocked activations only")
+        GroupNormKernels.blockedSiLUForward(p, x: x, gamma: gamma, beta: beta, y: y, mean: mean, rstd: rstd)
+    }
+
+    public func groupNormSiLUBackward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                                      beta: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
+                                      dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
+                                      dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>) {
+        precondition(fusesGroupNormSiLU(p), "oneDNN fuses GroupNorm and SiLU on blocked activations only")
+        GroupNormKernels.blockedSiLUBackward(p, x: x, gamma: gamma, beta: beta, mean: mean, rstd: rstd, dy: dy, dx: dx,
+                                             dGamma: dGamma, dBeta: dBeta)
     }
 
     // MARK: 1x1 convolutions as matmuls

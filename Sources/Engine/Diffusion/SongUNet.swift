@@ -19,7 +19,7 @@ public final class SongUNet: Module, DenoiserNetwork {
     /// Encoder blocks after the input conv, in order.
     let encoder: [(name: String, block: UNetBlock)]
     let decoder: [(name: String, block: UNetBlock)]
-    let outNorm: GroupNorm, outSilu = SiLU(), outConv: Conv2d
+    let outNorm: GroupNormSiLU, outConv: Conv2d
     /// The channel block the activations keep between the input and output convolutions: the
     /// backend's (`ComputeBackend.activationBlock`) when every level's channel count is a
     /// multiple of it, else 1 (NCHW). Input and output are NCHW either way.
@@ -89,7 +89,7 @@ public final class SongUNet: Module, DenoiserNetwork {
         precondition(skips.isEmpty, "SongUNet: skip bookkeeping")
         encoder = enc
         decoder = dec
-        outNorm = GroupNorm(channels: cout)
+        outNorm = GroupNormSiLU(channels: cout)
         outConv = Conv2d(inChannels: cout, outChannels: config.imageChannels, kernel: 3, initialization: .nearZero, rng: &rng)
         let block = inputConv.backend.activationBlock
         activationBlock = block > 1 && config.channelMult.allSatisfy({ (mc * $0) % block == 0 }) ? block : 1
@@ -97,7 +97,7 @@ public final class SongUNet: Module, DenoiserNetwork {
     }
 
     var dropoutLayers: [Dropout] { (encoder + decoder).flatMap { $0.block.dropoutLayers } }
-    var siluLayers: [SiLU] { [mapSilu0, mapSilu1, outSilu] + (encoder + decoder).flatMap { $0.block.siluLayers } }
+    var siluLayers: [SiLU] { [mapSilu0, mapSilu1, outNorm.silu] + (encoder + decoder).flatMap { $0.block.siluLayers } }
 
     /// Dropout generator states (part of a checkpoint, so a resumed run draws the same masks).
     public var dropoutStates: [RandomGenerator] {
@@ -146,7 +146,7 @@ public final class SongUNet: Module, DenoiserNetwork {
             }
             h = b.forward(h, embedding: emb)
         }
-        return outConv.forward(outSilu.forward(outNorm.forward(h)))
+        return outConv.forward(outNorm.forward(h))
     }
 
     public func backward(_ dOutput: Tensor) {
@@ -157,7 +157,7 @@ public final class SongUNet: Module, DenoiserNetwork {
     @discardableResult
     public func backwardToInput(_ dOutput: Tensor) -> Tensor {
         precondition(concatenations.count == decoder.count, "SongUNet.backward before forward")
-        var dh = outNorm.backward(outSilu.backward(outConv.backward(dOutput)))
+        var dh = outNorm.backward(outConv.backward(dOutput))
         var dEmb = Tensor(zeros: [dOutput.shape[0], config.embeddingChannels])
         // Gradients reaching each kept encoder output through a skip (index 0 = the input conv).
         var dSkips = [Tensor?](repeating: nil, count: encoder.count + 1)

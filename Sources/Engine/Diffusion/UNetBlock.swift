@@ -8,16 +8,17 @@ import Foundation
 ///     out = (h + skip(x)) * sqrt(0.5)                          skip = 1x1 conv of resample(x) when shape changes
 ///     out = (attn(norm2(out)) + out) * sqrt(0.5)               when attention is on
 ///
-/// The embedding is added to the conv0 output before norm1, exactly as EDM does.
+/// The embedding is added to the conv0 output before norm1, exactly as EDM does. Each
+/// silu(norm(.)) is one `GroupNormSiLU` (fused where the backend can).
 public final class UNetBlock: Module {
     public enum Resample: Sendable { case none, up, down }
 
     public let inChannels, outChannels: Int
     public let resample: Resample
-    let norm0: GroupNorm, silu0 = SiLU(), conv0: Conv2d
+    let norm0: GroupNormSiLU, conv0: Conv2d
     let resample0: (any Layer)?
     let affine: Linear
-    let norm1: GroupNorm, silu1 = SiLU(), dropout: Dropout, conv1: Conv2d
+    let norm1: GroupNormSiLU, dropout: Dropout, conv1: Conv2d
     let skipResample: (any Layer)?
     let skip: Conv2d?
     let norm2: GroupNorm?, attention: SelfAttention?
@@ -29,11 +30,11 @@ public final class UNetBlock: Module {
         func makeResample() -> (any Layer)? {
             switch resample { case .none: return nil; case .up: return Upsample2x(); case .down: return Downsample2x() }
         }
-        norm0 = GroupNorm(channels: inChannels)
+        norm0 = GroupNormSiLU(channels: inChannels)
         conv0 = Conv2d(inChannels: inChannels, outChannels: outChannels, kernel: 3, rng: &rng)
         resample0 = makeResample()
         affine = Linear(inFeatures: embeddingChannels, outFeatures: outChannels, rng: &rng)
-        norm1 = GroupNorm(channels: outChannels)
+        norm1 = GroupNormSiLU(channels: outChannels)
         conv1 = Conv2d(inChannels: outChannels, outChannels: outChannels, kernel: 3, initialization: .nearZero, rng: &rng)
         self.dropout = Dropout(p: Float(dropout), seed: dropoutSeed)
         if outChannels != inChannels || resample != .none {
@@ -54,7 +55,7 @@ public final class UNetBlock: Module {
     }
 
     public var hasAttention: Bool { attention != nil }
-    var siluLayers: [SiLU] { [silu0, silu1] }
+    var siluLayers: [SiLU] { [norm0.silu, norm1.silu] }
 
     public func namedParameters() -> [(name: String, parameter: Parameter)] {
         var out = prefixed("norm0", norm0) + prefixed("conv0", conv0) + prefixed("affine", affine)
@@ -65,11 +66,11 @@ public final class UNetBlock: Module {
     }
 
     public func forward(_ x: Tensor, embedding: Tensor) -> Tensor {
-        var h = silu0.forward(norm0.forward(x))
+        var h = norm0.forward(x)
         if let resample0 { h = resample0.forward(h) }
         h = conv0.forward(h)
         h = addChannelwise(h, affine.forward(embedding))
-        h = conv1.forward(dropout.forward(silu1.forward(norm1.forward(h))))
+        h = conv1.forward(dropout.forward(norm1.forward(h)))
         var shortcut = x
         if let skip, let skipResample { shortcut = skip.forward(skipResample.forward(x)) }
         else if let skip { shortcut = skip.forward(x) }
@@ -89,11 +90,11 @@ public final class UNetBlock: Module {
         }
         let g = dOut.scaled(Self.skipScale)
         // Residual branch.
-        var dh = norm1.backward(silu1.backward(dropout.backward(conv1.backward(g))))
+        var dh = norm1.backward(dropout.backward(conv1.backward(g)))
         let dEmbedding = affine.backward(sumSpatial(dh))
         dh = conv0.backward(dh)
         if let resample0 { dh = resample0.backward(dh) }
-        var dx = norm0.backward(silu0.backward(dh))
+        var dx = norm0.backward(dh)
         // Shortcut.
         if let skip {
             var ds = skip.backward(g)

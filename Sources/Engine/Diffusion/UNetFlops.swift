@@ -30,7 +30,7 @@ extension SongUNet {
             total += block(b, h * w)
         }
         precondition(h == height && w == width, "forwardFlops: resolution bookkeeping")
-        return total + conv(outNorm.channels, config.imageChannels, 3, h * w)
+        return total + conv(outNorm.norm.channels, config.imageChannels, 3, h * w)
     }
 
     /// Expected training FLOPs per counted image under a patch schedule: each patch counts as one

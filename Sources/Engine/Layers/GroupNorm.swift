@@ -32,7 +32,15 @@ public final class GroupNorm: Layer {
         return GroupNormShape(batch: s[0], channels: channels, spatial: s.dropFirst(2).reduce(1, *), groups: groups, eps: eps)
     }
 
-    public func forward(_ x: Tensor) -> Tensor {
+    public func forward(_ x: Tensor) -> Tensor { normalize(x, thenSiLU: false) }
+
+    /// Whether the backend computes silu(self(x)) in one pass for this input (`GroupNormSiLU`).
+    func fusesSiLU(_ x: Tensor) -> Bool { backend.fusesGroupNormSiLU(geometry(x.shape)) }
+
+    /// silu(GroupNorm(x)) in one pass; the backward is `backwardThroughSiLU`.
+    func forwardThenSiLU(_ x: Tensor) -> Tensor { normalize(x, thenSiLU: true) }
+
+    private func normalize(_ x: Tensor, thenSiLU: Bool) -> Tensor {
         let g = geometry(x.shape)
         input = x
         mean = [Float](repeating: 0, count: g.batch * groups)
@@ -41,30 +49,46 @@ public final class GroupNorm: Layer {
             x.data.withUnsafeBufferPointer { xp in gamma.value.data.withUnsafeBufferPointer { gp in
                 beta.value.data.withUnsafeBufferPointer { bp in
                     mean.withUnsafeMutableBufferPointer { mp in rstd.withUnsafeMutableBufferPointer { rp in
-                        backend.groupNormForward(g, x: xp.baseAddress!, gamma: gp.baseAddress!, beta: bp.baseAddress!,
-                                                 y: y.baseAddress!, mean: mp.baseAddress!, rstd: rp.baseAddress!)
+                        if thenSiLU {
+                            backend.groupNormSiLUForward(g, x: xp.baseAddress!, gamma: gp.baseAddress!, beta: bp.baseAddress!,
+                                                         y: y.baseAddress!, mean: mp.baseAddress!, rstd: rp.baseAddress!)
+                        } else {
+                            backend.groupNormForward(g, x: xp.baseAddress!, gamma: gp.baseAddress!, beta: bp.baseAddress!,
+                                                     y: y.baseAddress!, mean: mp.baseAddress!, rstd: rp.baseAddress!)
+                        }
                     } }
                 }
             } }
         }
     }
 
-    public func backward(_ dy: Tensor) -> Tensor {
+    public func backward(_ dy: Tensor) -> Tensor { differentiate(dy, throughSiLU: false) }
+
+    /// The backward of `forwardThenSiLU`.
+    func backwardThroughSiLU(_ dy: Tensor) -> Tensor { differentiate(dy, throughSiLU: true) }
+
+    private func differentiate(_ dy: Tensor, throughSiLU: Bool) -> Tensor {
         guard let x = input else { preconditionFailure("GroupNorm.backward before forward") }
         defer { input = nil; mean = []; rstd = [] }
         precondition(dy.shape == x.shape, "GroupNorm.backward: dy shape \(dy.shape)")
         let g = geometry(x.shape)
         return Tensor(shape: x.shape) { dx in
             x.data.withUnsafeBufferPointer { xp in gamma.value.data.withUnsafeBufferPointer { gp in
-                mean.withUnsafeBufferPointer { mp in rstd.withUnsafeBufferPointer { rp in
+                beta.value.data.withUnsafeBufferPointer { bp in mean.withUnsafeBufferPointer { mp in rstd.withUnsafeBufferPointer { rp in
                     dy.data.withUnsafeBufferPointer { dyp in
                         gamma.grad.data.withUnsafeMutableBufferPointer { dgp in beta.grad.data.withUnsafeMutableBufferPointer { dbp in
-                            backend.groupNormBackward(g, x: xp.baseAddress!, gamma: gp.baseAddress!, mean: mp.baseAddress!,
-                                                      rstd: rp.baseAddress!, dy: dyp.baseAddress!, dx: dx.baseAddress!,
-                                                      dGamma: dgp.baseAddress!, dBeta: dbp.baseAddress!)
+                            if throughSiLU {
+                                backend.groupNormSiLUBackward(g, x: xp.baseAddress!, gamma: gp.baseAddress!, beta: bp.baseAddress!,
+                                                              mean: mp.baseAddress!, rstd: rp.baseAddress!, dy: dyp.baseAddress!,
+                                                              dx: dx.baseAddress!, dGamma: dgp.baseAddress!, dBeta: dbp.baseAddress!)
+                            } else {
+                                backend.groupNormBackward(g, x: xp.baseAddress!, gamma: gp.baseAddress!, mean: mp.baseAddress!,
+                                                          rstd: rp.baseAddress!, dy: dyp.baseAddress!, dx: dx.baseAddress!,
+                                                          dGamma: dgp.baseAddress!, dBeta: dbp.baseAddress!)
+                            }
                         } }
                     }
-                } }
+                } } }
             } }
         }
     }
