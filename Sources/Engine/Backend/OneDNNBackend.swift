@@ -37,13 +37,14 @@ public struct OneDNNBackend: ComputeBackend {
     public let pointwiseAsMatmul: Bool
 
     /// Fails when oneDNN cannot be loaded or the precision cannot run on this CPU.
-    /// `blockedActivations: false` keeps networks NCHW (every convolution reorders), for
-    /// benchmarks comparing the two.
+    /// `blockedActivations: false` keeps networks NCHW (every convolution reorders) and
+    /// `fusedGroupNormSiLU: false` runs GroupNorm and oneDNN's swish apart, for benchmarks.
     public init(precision: Precision = .fp32, fallback: BLASBackend = BLASBackend(), pointwiseAsMatmul: Bool = true,
-                blockedActivations: Bool = true) throws {
+                blockedActivations: Bool = true, fusedGroupNormSiLU: Bool = true) throws {
         if let e = OneDNN.loadError { throw Failure.unavailable(e) }
         if let e = precision.unsupportedReason { throw Failure.unsupported(e) }
         (self.precision, self.fallback, self.pointwiseAsMatmul) = (precision, fallback, pointwiseAsMatmul)
+        self.fusedGroupNormSiLU = fusedGroupNormSiLU
         primitives = OneDNNConvCache(dtype: precision == .bf16 ? Int32(PD_DNNL_BF16) : Int32(PD_DNNL_F32))
         // Networks keep their activations in the layout oneDNN's convolutions pick here (asked of
         // a 3x3 convolution of the U-Net's kind). In bf16 the activations stay fp32 in that
@@ -123,7 +124,8 @@ public struct OneDNNBackend: ComputeBackend {
 
     /// Fused where activations are blocked (every GroupNorm of a blocked U-Net): our kernel in one
     /// pass, where oneDNN's swish would read and write the normalised activations once more each way.
-    public func fusesGroupNormSiLU(_ p: GroupNormShape) -> Bool { p.block > 1 }
+    public func fusesGroupNormSiLU(_ p: GroupNormShape) -> Bool { fusedGroupNormSiLU && p.block > 1 }
+    let fusedGroupNormSiLU: Bool
 
     public func groupNormSiLUForward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
                                      beta: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
