@@ -10,6 +10,9 @@
 
 #pragma STDC FP_CONTRACT OFF
 
+// The helpers below are forced inline: a helper the compiler leaves out of line is compiled once,
+// for the baseline, and every clone would call that SSE2 copy (objdump showed it).
+#define PD_INLINE static inline __attribute__((always_inline))
 #if defined(__x86_64__) && defined(__linux__)
 #define PD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
@@ -20,7 +23,7 @@
 /// (ln 2 split in two so n ln 2 is exact), e^r by Cephes' expf polynomial, 2^n built in the
 /// exponent bits. Plain float arithmetic in a fixed order, so the vectorised loops give the same
 /// bits as scalar code on every instruction set.
-static inline float exp_approx(float x) {
+PD_INLINE float exp_approx(float x) {
     x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
     float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln 2): 1.5 * 2^23 trick
     float r = x - n * 0.693359375f;
@@ -36,11 +39,11 @@ static inline float exp_approx(float x) {
     return p * two_n.f;
 }
 
-static inline float sigmoid(float z) { return 1.0f / (1.0f + exp_approx(-z)); }
+PD_INLINE float sigmoid(float z) { return 1.0f / (1.0f + exp_approx(-z)); }
 
 /// Per channel of one image: sum and sum of squares in Double, even and odd pixels in two
 /// chains (added at the end), then each group's mean and 1 / sqrt(var + eps), then y.
-static inline void forward_image(int silu, long b, long c, long s, long groups, float eps, const float *restrict x,
+PD_INLINE void forward_image(int silu, long b, long c, long s, long groups, float eps, const float *restrict x,
                                  const float *restrict gamma, const float *restrict beta, float *restrict y,
                                  float *restrict mean, float *restrict rstd, double *restrict sums,
                                  double *restrict squares) {
@@ -93,7 +96,7 @@ static inline void forward_image(int silu, long b, long c, long s, long groups, 
     }
 }
 
-static inline void forward_images(int silu, long first_image, long end_image, long block, long channels, long spatial,
+PD_INLINE void forward_images(int silu, long first_image, long end_image, long block, long channels, long spatial,
                                   long groups, float eps, const float *x, const float *gamma, const float *beta, float *y,
                                   float *mean, float *rstd, double *scratch) {
     long per_image = channels * spatial;
@@ -125,7 +128,7 @@ void pd_groupnorm_silu_blocked_forward(long first_image, long end_image, long bl
 /// One image: per channel sum(dy) and sum(dy (x - mean)) rstd in Float (sequential over pixels),
 /// per group mean(gamma dy) and mean(gamma dy xhat), then
 /// dx = rstd (gamma dy - mean(gamma dy)) - (x - mean) rstd^2 mean(gamma dy xhat).
-static inline void backward_image(long b, long c, long s, long groups, const float *restrict x, const float *restrict gamma,
+PD_INLINE void backward_image(long b, long c, long s, long groups, const float *restrict x, const float *restrict gamma,
                                   const float *restrict mean, const float *restrict rstd, const float *restrict dy,
                                   float *restrict dx, float *restrict sums) {
     long cpg = c / groups;
@@ -191,7 +194,7 @@ int pd_groupnorm_blocked_backward(long first_image, long end_image, long block, 
 /// One image of GroupNorm followed by SiLU, y = silu(z) with z = GroupNorm(x): recomputes z from x
 /// (the forward's own arithmetic), dz = dy s (1 + z (1 - s)) with s = sigmoid(z) into dx, then
 /// GroupNorm's backward from dz, in place in dx.
-static inline void backward_silu_image(long b, long c, long s, long groups, const float *restrict x,
+PD_INLINE void backward_silu_image(long b, long c, long s, long groups, const float *restrict x,
                                        const float *restrict gamma, const float *restrict beta, const float *restrict mean,
                                        const float *restrict rstd, const float *restrict dy, float *restrict dx,
                                        float *restrict sums) {
