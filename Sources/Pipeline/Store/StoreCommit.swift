@@ -79,9 +79,16 @@ extension Store {
     public enum ObjectState: Sendable { case present, missing, corrupt }
 
     public func checkObject(_ digest: String, verify: Bool) throws -> ObjectState {
+        try checkObject(digest, verify: verify, attempts: 2)
+    }
+
+    private func checkObject(_ digest: String, verify: Bool, attempts: Int) throws -> ObjectState {
+        let fm = FileManager.default
         let url = objectURL(digest)
-        guard FileManager.default.fileExists(atPath: url.path) else { return .missing }
+        func identity() -> Int? { (try? fm.attributesOfItem(atPath: url.path))?[.systemFileNumber] as? Int }
+        guard fm.fileExists(atPath: url.path) else { return .missing }
         guard verify else { return .present }
+        guard let hashed = identity() else { return .missing }
         let actual: String
         do { actual = try Digest.tree(url) } catch {
             // Another worker found it bad and is removing it right now.
@@ -90,7 +97,16 @@ extension Store {
             throw error
         }
         guard actual != digest else { return .present }
-        try? FileManager.default.removeItem(at: url)
+        // Workers checking one object at once (two consumers of one input) must neither see it
+        // half-deleted nor delete a good copy a recomputation put there meanwhile: only the
+        // directory this check hashed is moved aside (a rename: one worker wins), then deleted.
+        guard identity() == hashed else {
+            return attempts > 1 ? try checkObject(digest, verify: true, attempts: attempts - 1) : .missing
+        }
+        let doomed = tmp.appendingPathComponent("corrupt-" + UUID().uuidString)
+        try? fm.createDirectory(at: tmp, withIntermediateDirectories: true)
+        guard (try? fm.moveItem(at: url, to: doomed)) != nil else { return .missing }
+        try? fm.removeItem(at: doomed)
         try forgetArtifact(digest)
         return .corrupt
     }
