@@ -17,8 +17,7 @@ extension GroupNormKernels {
     /// The kernels the backends call: the reference's arithmetic in C, compiled for AVX-512, AVX2
     /// and baseline and picked at load time (Sources/CEngineSupport/groupnorm_blocked.c), since
     /// Swift's SIMD types compile to baseline SSE2 in a portable binary. Same bits as the
-    /// reference (tests); on an AVX-512 Xeon the step's GroupNorm went from 31.7 to 27.1 ms and the
-    /// forward's from 25.8 to 21.6 (results/step-breakdown-onednn-avx512.md).
+    /// reference (tests).
     public static func blockedForward(_ p: GroupNormShape, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
                                       beta: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
                                       mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>) {
