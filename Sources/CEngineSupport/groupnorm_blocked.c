@@ -6,6 +6,7 @@
 // blockedBackwardReference, checked by BlockedLayoutTests.
 #include "CEngineSupport.h"
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #pragma STDC FP_CONTRACT OFF
@@ -125,144 +126,103 @@ void pd_groupnorm_silu_blocked_forward(long first_image, long end_image, long bl
     forward_images(1, first_image, end_image, block, channels, spatial, groups, eps, x, gamma, beta, y, mean, rstd, scratch);
 }
 
-/// One image: per channel sum(dy) and sum(dy (x - mean)) rstd in Float (sequential over pixels),
-/// per group mean(gamma dy) and mean(gamma dy xhat), then
-/// dx = rstd (gamma dy - mean(gamma dy)) - (x - mean) rstd^2 mean(gamma dy xhat).
-PD_INLINE void backward_image(long b, long c, long s, long groups, const float *restrict x, const float *restrict gamma,
-                                  const float *restrict mean, const float *restrict rstd, const float *restrict dy,
-                                  float *restrict dx, float *restrict sums) {
+/// One image: per channel sum(d) and sum(d (x - mean)) rstd in Float (sequential over pixels),
+/// per group mean(gamma d) and mean(gamma d xhat), then
+/// dx = rstd (gamma d - mean(gamma d)) - (x - mean) rstd^2 mean(gamma d xhat),
+/// where d is dy, or with `silu` (GroupNorm followed by SiLU) dL/dz = dy s (1 + z (1 - s)) with
+/// z recomputed from x by the forward's own arithmetic and s = sigmoid(z), kept in dx meanwhile.
+PD_INLINE void backward_image(int silu, long b, long c, long s, long groups, const float *restrict x,
+                              const float *restrict gamma, const float *restrict beta, const float *restrict mean,
+                              const float *restrict rstd, const float *restrict dy, float *restrict dx,
+                              float *restrict sums) {
     long cpg = c / groups;
     float count = (float)(cpg * s);
     for (long blk = 0; blk < c / b; blk++) {
         const float *xb = x + blk * b * s, *db = dy + blk * b * s;
-        float centre[64], sum_dy[64], sum_dyx[64];
-        for (long l = 0; l < b; l++) { centre[l] = mean[(blk * b + l) / cpg]; sum_dy[l] = 0; sum_dyx[l] = 0; }
-        for (long i = 0; i < s; i++)
-            for (long l = 0; l < b; l++) {
-                float d = db[i * b + l];
-                sum_dy[l] += d;
-                sum_dyx[l] += d * (xb[i * b + l] - centre[l]);
-            }
+        float *dzb = dx + blk * b * s;
+        float centre[64], scale[64], shift[64], sum_d[64], sum_dx[64];
+        for (long l = 0; l < b; l++) {
+            long ch = blk * b + l, g = ch / cpg;
+            centre[l] = mean[g];
+            if (silu) { scale[l] = rstd[g] * gamma[ch]; shift[l] = beta[ch] - mean[g] * scale[l]; }
+            sum_d[l] = 0; sum_dx[l] = 0;
+        }
+        if (silu) {
+            for (long i = 0; i < s; i++)
+                for (long l = 0; l < b; l++) {
+                    float xv = xb[i * b + l], z = xv * scale[l] + shift[l], sg = sigmoid(z);
+                    float d = db[i * b + l] * sg * (1.0f + z * (1.0f - sg));
+                    dzb[i * b + l] = d;
+                    sum_d[l] += d;
+                    sum_dx[l] += d * (xv - centre[l]);
+                }
+        } else {
+            for (long i = 0; i < s; i++)
+                for (long l = 0; l < b; l++) {
+                    float d = db[i * b + l];
+                    sum_d[l] += d;
+                    sum_dx[l] += d * (xb[i * b + l] - centre[l]);
+                }
+        }
         for (long l = 0; l < b; l++) {
             long ch = blk * b + l;
-            sums[2 * ch] = sum_dy[l];
-            sums[2 * ch + 1] = sum_dyx[l] * rstd[ch / cpg];
+            sums[2 * ch] = sum_d[l];
+            sums[2 * ch + 1] = sum_dx[l] * rstd[ch / cpg];
         }
     }
-    float mean_gamma_dy[256], mean_gamma_dyxhat[256];
+    float mean_gamma_d[256], mean_gamma_dxhat[256];
     for (long g = 0; g < groups; g++) {
         float sa = 0, sb = 0;
         for (long ch = g * cpg; ch < (g + 1) * cpg; ch++) { sa += gamma[ch] * sums[2 * ch]; sb += gamma[ch] * sums[2 * ch + 1]; }
-        mean_gamma_dy[g] = sa / count;
-        mean_gamma_dyxhat[g] = sb / count;
+        mean_gamma_d[g] = sa / count;
+        mean_gamma_dxhat[g] = sb / count;
     }
+    const float *source = silu ? dx : dy;
     for (long blk = 0; blk < c / b; blk++) {
-        float centre[64], dy_scale[64], x_scale[64], shift[64];
+        float centre[64], d_scale[64], x_scale[64], shift[64];
         for (long l = 0; l < b; l++) {
             long ch = blk * b + l, g = ch / cpg;
             float rs = rstd[g];
             centre[l] = mean[g];
-            dy_scale[l] = rs * gamma[ch];
-            x_scale[l] = -rs * rs * mean_gamma_dyxhat[g];
-            shift[l] = -rs * mean_gamma_dy[g];
+            d_scale[l] = rs * gamma[ch];
+            x_scale[l] = -rs * rs * mean_gamma_dxhat[g];
+            shift[l] = -rs * mean_gamma_d[g];
         }
-        const float *xb = x + blk * b * s, *db = dy + blk * b * s;
+        const float *xb = x + blk * b * s, *db = source + blk * b * s;
         float *out = dx + blk * b * s;
         for (long i = 0; i < s; i++)
             for (long l = 0; l < b; l++)
-                out[i * b + l] = dy_scale[l] * db[i * b + l] + (xb[i * b + l] - centre[l]) * x_scale[l] + shift[l];
+                out[i * b + l] = d_scale[l] * db[i * b + l] + (xb[i * b + l] - centre[l]) * x_scale[l] + shift[l];
     }
+}
+
+PD_INLINE int backward_images(int silu, long first_image, long end_image, long block, long channels, long spatial,
+                              long groups, const float *x, const float *gamma, const float *beta, const float *mean,
+                              const float *rstd, const float *dy, float *dx, float *sums) {
+    if (groups > 256) return -1;
+    long per_image = channels * spatial;
+    for (long n = first_image; n < end_image; n++) {
+        long o = n * per_image;
+        const float *mn = mean + n * groups, *rn = rstd + n * groups;
+        float *sn = sums + 2 * n * channels;
+        // Constant blocks let the compiler unroll the lane loops into whole vectors.
+        if (block == 16) backward_image(silu, 16, channels, spatial, groups, x + o, gamma, beta, mn, rn, dy + o, dx + o, sn);
+        else if (block == 8) backward_image(silu, 8, channels, spatial, groups, x + o, gamma, beta, mn, rn, dy + o, dx + o, sn);
+        else backward_image(silu, block, channels, spatial, groups, x + o, gamma, beta, mn, rn, dy + o, dx + o, sn);
+    }
+    return 0;
 }
 
 PD_CLONES
 int pd_groupnorm_blocked_backward(long first_image, long end_image, long block, long channels, long spatial, long groups,
                                   const float *x, const float *gamma, const float *mean, const float *rstd,
                                   const float *dy, float *dx, float *sums) {
-    if (groups > 256) return -1;
-    long per_image = channels * spatial;
-    for (long n = first_image; n < end_image; n++) {
-        long o = n * per_image;
-        const float *mn = mean + n * groups, *rn = rstd + n * groups;
-        float *sn = sums + 2 * n * channels;
-        if (block == 16) backward_image(16, channels, spatial, groups, x + o, gamma, mn, rn, dy + o, dx + o, sn);
-        else if (block == 8) backward_image(8, channels, spatial, groups, x + o, gamma, mn, rn, dy + o, dx + o, sn);
-        else backward_image(block, channels, spatial, groups, x + o, gamma, mn, rn, dy + o, dx + o, sn);
-    }
-    return 0;
-}
-
-/// One image of GroupNorm followed by SiLU, y = silu(z) with z = GroupNorm(x): recomputes z from x
-/// (the forward's own arithmetic), dz = dy s (1 + z (1 - s)) with s = sigmoid(z) into dx, then
-/// GroupNorm's backward from dz, in place in dx.
-PD_INLINE void backward_silu_image(long b, long c, long s, long groups, const float *restrict x,
-                                       const float *restrict gamma, const float *restrict beta, const float *restrict mean,
-                                       const float *restrict rstd, const float *restrict dy, float *restrict dx,
-                                       float *restrict sums) {
-    long cpg = c / groups;
-    float count = (float)(cpg * s);
-    for (long blk = 0; blk < c / b; blk++) {
-        const float *xb = x + blk * b * s, *db = dy + blk * b * s;
-        float *dzb = dx + blk * b * s;
-        float centre[64], scale[64], shift[64], sum_dz[64], sum_dzx[64];
-        for (long l = 0; l < b; l++) {
-            long ch = blk * b + l, g = ch / cpg;
-            centre[l] = mean[g];
-            scale[l] = rstd[g] * gamma[ch];
-            shift[l] = beta[ch] - mean[g] * scale[l];
-            sum_dz[l] = 0; sum_dzx[l] = 0;
-        }
-        for (long i = 0; i < s; i++)
-            for (long l = 0; l < b; l++) {
-                float xv = xb[i * b + l], z = xv * scale[l] + shift[l], sg = sigmoid(z);
-                float dz = db[i * b + l] * sg * (1.0f + z * (1.0f - sg));
-                dzb[i * b + l] = dz;
-                sum_dz[l] += dz;
-                sum_dzx[l] += dz * (xv - centre[l]);
-            }
-        for (long l = 0; l < b; l++) {
-            long ch = blk * b + l;
-            sums[2 * ch] = sum_dz[l];
-            sums[2 * ch + 1] = sum_dzx[l] * rstd[ch / cpg];
-        }
-    }
-    float mean_gamma_dz[256], mean_gamma_dzxhat[256];
-    for (long g = 0; g < groups; g++) {
-        float sa = 0, sb = 0;
-        for (long ch = g * cpg; ch < (g + 1) * cpg; ch++) { sa += gamma[ch] * sums[2 * ch]; sb += gamma[ch] * sums[2 * ch + 1]; }
-        mean_gamma_dz[g] = sa / count;
-        mean_gamma_dzxhat[g] = sb / count;
-    }
-    for (long blk = 0; blk < c / b; blk++) {
-        float centre[64], dz_scale[64], x_scale[64], shift[64];
-        for (long l = 0; l < b; l++) {
-            long ch = blk * b + l, g = ch / cpg;
-            float rs = rstd[g];
-            centre[l] = mean[g];
-            dz_scale[l] = rs * gamma[ch];
-            x_scale[l] = -rs * rs * mean_gamma_dzxhat[g];
-            shift[l] = -rs * mean_gamma_dz[g];
-        }
-        const float *xb = x + blk * b * s;
-        float *out = dx + blk * b * s;
-        for (long i = 0; i < s; i++)
-            for (long l = 0; l < b; l++)
-                out[i * b + l] = dz_scale[l] * out[i * b + l] + (xb[i * b + l] - centre[l]) * x_scale[l] + shift[l];
-    }
+    return backward_images(0, first_image, end_image, block, channels, spatial, groups, x, gamma, NULL, mean, rstd, dy, dx, sums);
 }
 
 PD_CLONES
 int pd_groupnorm_silu_blocked_backward(long first_image, long end_image, long block, long channels, long spatial, long groups,
                                        const float *x, const float *gamma, const float *beta, const float *mean,
                                        const float *rstd, const float *dy, float *dx, float *sums) {
-    if (groups > 256) return -1;
-    long per_image = channels * spatial;
-    for (long n = first_image; n < end_image; n++) {
-        long o = n * per_image;
-        const float *mn = mean + n * groups, *rn = rstd + n * groups;
-        float *sn = sums + 2 * n * channels;
-        if (block == 16) backward_silu_image(16, channels, spatial, groups, x + o, gamma, beta, mn, rn, dy + o, dx + o, sn);
-        else if (block == 8) backward_silu_image(8, channels, spatial, groups, x + o, gamma, beta, mn, rn, dy + o, dx + o, sn);
-        else backward_silu_image(block, channels, spatial, groups, x + o, gamma, beta, mn, rn, dy + o, dx + o, sn);
-    }
-    return 0;
+    return backward_images(1, first_image, end_image, block, channels, spatial, groups, x, gamma, beta, mean, rstd, dy, dx, sums);
 }
