@@ -24,6 +24,7 @@ typedef struct {
 
 struct pd_dnnl_conv {
     int has_bias, dtype;
+    dnnl_alg_kind_t alg;  // winograd or direct, chosen at creation for all three directions
     dnnl_dims_t strides, pads;
     dnnl_memory_desc_t src_user, wei_user, bias_user, dst_user;
     dnnl_memory_desc_t src_any, wei_any, bias_any, dst_any, diff_dst_any, diff_src_any, diff_wei_any;
@@ -109,8 +110,21 @@ static dnnl_format_tag_t activation_tag(int block) {
     }
 }
 
+/// The forward primitive with the convolution's algorithm (`c->alg`).
+static int forward_op(pd_dnnl_conv *c, int inference, char *err, size_t errlen) {
+    dnnl_convolution_desc_t d;
+    CHECK(pd_dnnl.dnnl_convolution_forward_desc_init(&d, inference ? dnnl_forward_inference : dnnl_forward_training,
+          c->alg, &c->src_any, &c->wei_any, c->has_bias ? &c->bias_any : NULL, &c->dst_any,
+          c->strides, c->pads, c->pads), "convolution forward desc");
+    if (op_create(&c->fwd, &d, NULL, err, errlen)) goto fail;
+    return 0;
+fail:
+    op_destroy(&c->fwd);
+    return -1;
+}
+
 pd_dnnl_conv *pd_dnnl_conv_create(int batch, int cin, int cout, int height, int width, int kernel, int pad,
-                                  int src_block, int dst_block, int has_bias, int dtype, int inference,
+                                  int src_block, int dst_block, int has_bias, int dtype, int inference, int winograd,
                                   char *err, size_t errlen) {
     if (!pd_dnnl_loaded()) { if (err && errlen) snprintf(err, errlen, "oneDNN is not loaded"); return NULL; }
     pd_dnnl_conv *c = calloc(1, sizeof *c);
@@ -140,11 +154,14 @@ pd_dnnl_conv *pd_dnnl_conv_create(int batch, int cin, int cout, int height, int 
     CHECK(pd_dnnl.dnnl_memory_desc_init_by_tag(&c->diff_src_any, 4, src, dnnl_f32, dnnl_format_tag_any), "md");
     CHECK(pd_dnnl.dnnl_memory_desc_init_by_tag(&c->diff_wei_any, 4, wei, dnnl_f32, dnnl_format_tag_any), "md");
 
-    dnnl_convolution_desc_t d;
-    CHECK(pd_dnnl.dnnl_convolution_forward_desc_init(&d, inference ? dnnl_forward_inference : dnnl_forward_training,
-          dnnl_convolution_direct, &c->src_any, &c->wei_any, has_bias ? &c->bias_any : NULL, &c->dst_any,
-          c->strides, c->pads, c->pads), "convolution forward desc");
-    if (op_create(&c->fwd, &d, NULL, err, errlen)) goto fail;
+    // Winograd F(4x4, 3x3) where oneDNN has it (fp32 3x3 on AVX-512, channels in blocks of 16):
+    // 2.25x fewer multiplications than direct, relative error ~5e-7 against it; else direct.
+    c->alg = winograd && kernel == 3 && dtype == PD_DNNL_F32 ? dnnl_convolution_winograd : dnnl_convolution_direct;
+    if (forward_op(c, inference, err, errlen)) {
+        if (c->alg == dnnl_convolution_direct) goto fail;
+        c->alg = dnnl_convolution_direct;
+        if (forward_op(c, inference, err, errlen)) goto fail;
+    }
     if (op_port(&c->fwd, DNNL_ARG_SRC, 0, &c->src_user, dnnl_query_src_md, 0, err, errlen)) goto fail;
     if (op_port(&c->fwd, DNNL_ARG_WEIGHTS, 0, &c->wei_user, dnnl_query_weights_md, 0, err, errlen)) goto fail;
     if (has_bias && op_port(&c->fwd, DNNL_ARG_BIAS, 0, &c->bias_user, dnnl_query_weights_md, 1, err, errlen)) goto fail;
@@ -159,7 +176,7 @@ fail:
 static int ensure_bwd_data(pd_dnnl_conv *c, char *err, size_t errlen) {
     if (c->have_bwd_data) return 0;
     dnnl_convolution_desc_t d;
-    CHECK(pd_dnnl.dnnl_convolution_backward_data_desc_init(&d, dnnl_convolution_direct, &c->diff_src_any, &c->wei_any,
+    CHECK(pd_dnnl.dnnl_convolution_backward_data_desc_init(&d, c->alg, &c->diff_src_any, &c->wei_any,
           &c->diff_dst_any, c->strides, c->pads, c->pads), "convolution backward-data desc");
     if (op_create(&c->bwd_data, &d, c->fwd.pd, err, errlen)) goto fail;
     if (op_port(&c->bwd_data, DNNL_ARG_WEIGHTS, 0, &c->wei_user, dnnl_query_weights_md, 0, err, errlen)) goto fail;
@@ -175,7 +192,7 @@ fail:
 static int ensure_bwd_weights(pd_dnnl_conv *c, char *err, size_t errlen) {
     if (c->have_bwd_weights) return 0;
     dnnl_convolution_desc_t d;
-    CHECK(pd_dnnl.dnnl_convolution_backward_weights_desc_init(&d, dnnl_convolution_direct, &c->src_any, &c->diff_wei_any,
+    CHECK(pd_dnnl.dnnl_convolution_backward_weights_desc_init(&d, c->alg, &c->src_any, &c->diff_wei_any,
           c->has_bias ? &c->bias_any : NULL, &c->diff_dst_any, c->strides, c->pads, c->pads), "convolution backward-weights desc");
     if (op_create(&c->bwd_weights, &d, c->fwd.pd, err, errlen)) goto fail;
     if (op_port(&c->bwd_weights, DNNL_ARG_SRC, 0, &c->src_user, dnnl_query_src_md, 0, err, errlen)) goto fail;
@@ -230,9 +247,9 @@ int pd_dnnl_conv_backward_weights(pd_dnnl_conv *c, const float *x, const float *
 }
 #else
 pd_dnnl_conv *pd_dnnl_conv_create(int batch, int cin, int cout, int height, int width, int kernel, int pad,
-                                  int src_block, int dst_block, int has_bias, int dtype, int inference,
+                                  int src_block, int dst_block, int has_bias, int dtype, int inference, int winograd,
                                   char *err, size_t errlen) {
-    (void)batch; (void)cin; (void)cout; (void)height; (void)width; (void)kernel; (void)pad; (void)src_block; (void)dst_block;
+    (void)winograd; (void)batch; (void)cin; (void)cout; (void)height; (void)width; (void)kernel; (void)pad; (void)src_block; (void)dst_block;
     (void)has_bias; (void)dtype; (void)inference;
     if (err && errlen) snprintf(err, errlen, "pdpipe was built without oneDNN headers (install libdnnl-dev)");
     return NULL;

@@ -33,6 +33,29 @@ struct BackendOneDNNTests {
         }
     }
 
+    /// fp32 3x3 convolutions with channels in blocks of 16 run as Winograd F(4x4, 3x3) where
+    /// oneDNN has it (AVX-512), direct elsewhere and when turned off; either way every output and
+    /// gradient stays within 1e-5 of OpenBLAS and of oneDNN's direct kernels.
+    @Test(arguments: [Conv2dShape(batch: 4, inChannels: 32, outChannels: 32, height: 16, width: 16, kernel: 3, padding: 1),
+                      Conv2dShape(batch: 2, inChannels: 48, outChannels: 16, height: 8, width: 8, kernel: 3, padding: 1),
+                      Conv2dShape(batch: 3, inChannels: 16, outChannels: 32, height: 4, width: 4, kernel: 3, padding: 1)])
+    func winogradConvMatchesDirectAndOpenBLAS(shape: Conv2dShape) throws {
+        let winograd = try OneDNNBackend(), direct = try OneDNNBackend(winograd: false)
+        let hasWinograd = OneDNN.effectiveISA?.includes(.avx512Core) == true
+        for (i, impl) in winograd.implementations(shape).enumerated() {
+            #expect(impl.contains("wino") == hasWinograd, "direction \(i) of \(shape): \(impl)")
+        }
+        #expect(direct.implementations(shape).allSatisfy { !$0.contains("wino") })
+        let ours = ConvResults(winograd, shape, bias: true, seed: 31)
+        let references = [ConvResults(direct, shape, bias: true, seed: 31), ConvResults(BLASBackend(), shape, bias: true, seed: 31)]
+        for reference in references {
+            for (name, a, r) in zip4(["y", "dx", "dW", "dB"], ours.all, reference.all) {
+                let e = BackendSelection.relativeL2(a, r)
+                #expect(e < 1e-5, "\(name) of \(shape): relative L2 \(e)")
+            }
+        }
+    }
+
     @Test(arguments: [(3, 1, true), (1, 0, true), (3, 0, false)])
     func conv2dGradientsMatchFiniteDifferences(kernel: Int, padding: Int, bias: Bool) throws {
         let dnnl = try OneDNNBackend()

@@ -3,10 +3,10 @@ import Engine
 import Foundation
 
 /// `pdpipe-bench diffusion-backends`: the benchmark U-Net's training step (p = 1, full images)
-/// and sampling forward on OpenBLAS, on oneDNN with GroupNorm and SiLU as separate passes and
-/// with them fused (the default), on CPUs with native bf16 also oneDNN bf16 (both ways), and
-/// optionally PyTorch's fp32 (and bf16 autocast), in interleaved rounds (openblas, onednn apart,
-/// onednn, ..., torch, openblas, ...) so a shared machine's load hits all alike.
+/// and sampling forward on OpenBLAS, on oneDNN fp32 with direct 3x3 convolutions and with
+/// Winograd ones (the default where oneDNN has them), on CPUs with native bf16 also oneDNN bf16,
+/// and optionally PyTorch's fp32 (and bf16 autocast), in interleaved rounds (openblas, onednn
+/// direct, onednn, ..., torch, openblas, ...) so a shared machine's load hits all alike.
 /// Each round times one step and one forward per engine after warm-up; PyTorch's round is one
 /// `reference/unet_reference.py bench --runs 1` call per precision (its own warm-up, then one
 /// timed run).
@@ -32,12 +32,11 @@ struct DiffusionBackendBench: ParsableCommand {
         print("Load average at start: \(shell("cut -d' ' -f1-3 /proc/loadavg").trimmingCharacters(in: .whitespacesAndNewlines))  ")
         var engines: [(name: String, backend: any ComputeBackend)] = [
             ("pdpipe OpenBLAS", BLASBackend()),
-            ("pdpipe oneDNN fp32, GroupNorm and SiLU apart", try OneDNNBackend(fusedGroupNormSiLU: false)),
+            ("pdpipe oneDNN fp32, direct 3x3 convolutions", try OneDNNBackend(winograd: false)),
             ("pdpipe oneDNN fp32", try OneDNNBackend())]
         let bf16 = Precision.bf16.unsupportedReason == nil
         if bf16 {
-            engines += [("pdpipe oneDNN bf16, GroupNorm and SiLU apart", try OneDNNBackend(precision: .bf16, fusedGroupNormSiLU: false)),
-                        ("pdpipe oneDNN bf16", try OneDNNBackend(precision: .bf16))]
+            engines += [("pdpipe oneDNN bf16", try OneDNNBackend(precision: .bf16))]
         } else {
             print("bf16 rows skipped: \(Precision.bf16.unsupportedReason!)  ")
         }

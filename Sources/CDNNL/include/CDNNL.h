@@ -31,10 +31,12 @@ enum { PD_DNNL_F32 = 0, PD_DNNL_BF16 = 1 };
 /// weights OIHW, activations NCHW (block 1) or in channel blocks of 8 or 16 (nChw8c, nChw16c:
 /// `src_block` for the input and its gradient, `dst_block` for the output and its gradient).
 /// oneDNN picks its own layouts (format `any`) and the wrapper reorders where they differ.
+/// `winograd`: fp32 3x3 convolutions run as Winograd F(4x4, 3x3) in all three directions where
+/// oneDNN implements it on this CPU (AVX-512), direct otherwise.
 typedef struct pd_dnnl_conv pd_dnnl_conv;
 
 pd_dnnl_conv *pd_dnnl_conv_create(int batch, int cin, int cout, int height, int width, int kernel, int pad,
-                                  int src_block, int dst_block, int has_bias, int dtype, int inference,
+                                  int src_block, int dst_block, int has_bias, int dtype, int inference, int winograd,
                                   char *err, size_t errlen);
 void pd_dnnl_conv_destroy(pd_dnnl_conv *c);
 /// The channel block of the forward primitive's own input layout (8 for nChw8c), 1 if not blocked.

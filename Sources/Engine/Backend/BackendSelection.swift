@@ -62,7 +62,9 @@ public enum BackendSelection {
         var rng = RandomGenerator(seed: 0xD11)
         var worst = 0.0
         let shapes = [Conv2dShape(batch: 3, inChannels: 5, outChannels: 8, height: 9, width: 7, kernel: 3, padding: 1),
-                      Conv2dShape(batch: 2, inChannels: 16, outChannels: 6, height: 6, width: 6, kernel: 1, padding: 0)]
+                      Conv2dShape(batch: 2, inChannels: 16, outChannels: 6, height: 6, width: 6, kernel: 1, padding: 0),
+                      // 16 channels in and out: oneDNN's fp32 Winograd kernels where it has them.
+                      Conv2dShape(batch: 2, inChannels: 16, outChannels: 16, height: 8, width: 8, kernel: 3, padding: 1)]
         for p in shapes {
             for bias in [true, false] {
                 let seed = rng.next()
