@@ -13,11 +13,13 @@ typedef struct {
     int arg, output;
     dnnl_memory_t user, inner;
     dnnl_primitive_t reorder;
+    pd_scratch scratch;
 } port;
 
 typedef struct {
     dnnl_primitive_desc_t pd;
     dnnl_primitive_t prim;
+    pd_scratch scratch;
     port ports[4];
     int count;
 } op;
@@ -33,6 +35,7 @@ struct pd_dnnl_conv {
 };
 
 static void port_destroy(port *p) {
+    pd_scratch_destroy(&p->scratch);
     if (p->reorder) pd_dnnl.dnnl_primitive_destroy(p->reorder);
     if (p->inner) pd_dnnl.dnnl_memory_destroy(p->inner);
     if (p->user) pd_dnnl.dnnl_memory_destroy(p->user);
@@ -41,6 +44,7 @@ static void port_destroy(port *p) {
 
 static void op_destroy(op *o) {
     for (int i = 0; i < o->count; i++) port_destroy(&o->ports[i]);
+    pd_scratch_destroy(&o->scratch);
     if (o->prim) pd_dnnl.dnnl_primitive_destroy(o->prim);
     if (o->pd) pd_dnnl.dnnl_primitive_desc_destroy(o->pd);
     memset(o, 0, sizeof *o);
@@ -58,9 +62,10 @@ static int op_port(op *o, int arg, int output, const dnnl_memory_desc_t *user_md
     if (!md) { if (err && errlen) snprintf(err, errlen, "oneDNN: primitive has no md for arg %d", arg); return -1; }
     if (pd_dnnl.dnnl_memory_desc_equal(md, user_md)) return 0;
     CHECK(pd_dnnl.dnnl_memory_create(&p->inner, md, pd_dnnl.engine, DNNL_MEMORY_ALLOCATE), "inner memory");
-    if (output) CHECK(pd_dnnl.dnnl_reorder_primitive_desc_create(&rpd, md, pd_dnnl.engine, user_md, pd_dnnl.engine, NULL), "reorder desc");
-    else CHECK(pd_dnnl.dnnl_reorder_primitive_desc_create(&rpd, user_md, pd_dnnl.engine, md, pd_dnnl.engine, NULL), "reorder desc");
+    if (output) CHECK(pd_reorder_desc_create(&rpd, md, user_md), "reorder desc");
+    else CHECK(pd_reorder_desc_create(&rpd, user_md, md), "reorder desc");
     CHECK(pd_dnnl.dnnl_primitive_create(&p->reorder, rpd), "reorder");
+    CHECK(pd_scratch_init(&p->scratch, rpd), "reorder scratchpad");
     pd_dnnl.dnnl_primitive_desc_destroy(rpd);
     return 0;
 fail:
@@ -69,8 +74,9 @@ fail:
 }
 
 static int op_create(op *o, const void *desc, const_dnnl_primitive_desc_t hint, char *err, size_t errlen) {
-    CHECK(pd_dnnl.dnnl_primitive_desc_create(&o->pd, desc, NULL, pd_dnnl.engine, hint), "primitive descriptor");
+    CHECK(pd_desc_create(&o->pd, desc, NULL, hint), "primitive descriptor");
     CHECK(pd_dnnl.dnnl_primitive_create(&o->prim, o->pd), "primitive");
+    CHECK(pd_scratch_init(&o->scratch, o->pd), "scratchpad");
     return 0;
 fail:
     return -1;
@@ -86,15 +92,15 @@ static int op_execute(op *o, void *const *buffers) {
         args[i].memory = p->inner ? p->inner : p->user;
         if (p->inner && !p->output) {
             dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, p->user}, {DNNL_ARG_TO, p->inner}};
-            if (pd_dnnl.dnnl_primitive_execute(p->reorder, pd_dnnl.stream, 2, r) != dnnl_success) return -1;
+            if (pd_execute(p->reorder, &p->scratch, 2, r) != dnnl_success) return -1;
         }
     }
-    if (pd_dnnl.dnnl_primitive_execute(o->prim, pd_dnnl.stream, o->count, args) != dnnl_success) return -1;
+    if (pd_execute(o->prim, &o->scratch, o->count, args) != dnnl_success) return -1;
     for (int i = 0; i < o->count; i++) {
         port *p = &o->ports[i];
         if (p->inner && p->output) {
             dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, p->inner}, {DNNL_ARG_TO, p->user}};
-            if (pd_dnnl.dnnl_primitive_execute(p->reorder, pd_dnnl.stream, 2, r) != dnnl_success) return -1;
+            if (pd_execute(p->reorder, &p->scratch, 2, r) != dnnl_success) return -1;
         }
     }
     return pd_dnnl.dnnl_stream_wait(pd_dnnl.stream) == dnnl_success ? 0 : -1;

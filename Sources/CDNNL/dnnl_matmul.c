@@ -10,6 +10,7 @@ struct pd_dnnl_matmul {
     dnnl_primitive_desc_t pd;
     dnnl_primitive_t prim;
     dnnl_memory_t src, wei, dst;
+    pd_scratch scratch;
 };
 
 pd_dnnl_matmul *pd_dnnl_matmul_create(long batch, long m, long n, long k, int trans_a, int trans_b,
@@ -33,8 +34,9 @@ pd_dnnl_matmul *pd_dnnl_matmul_create(long batch, long m, long n, long k, int tr
     CHECK(pd_dnnl.dnnl_matmul_desc_init(&d, &src_md, &wei_md, NULL, &dst_md), "matmul desc");
     CHECK(pd_dnnl.dnnl_primitive_attr_create(&attr), "attributes");
     if (alpha != 1.0f) CHECK(pd_dnnl.dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha), "output scale");
-    CHECK(pd_dnnl.dnnl_primitive_desc_create(&mm->pd, &d, attr, pd_dnnl.engine, NULL), "matmul primitive descriptor");
+    CHECK(pd_desc_create(&mm->pd, &d, attr, NULL), "matmul primitive descriptor");
     CHECK(pd_dnnl.dnnl_primitive_create(&mm->prim, mm->pd), "matmul primitive");
+    CHECK(pd_scratch_init(&mm->scratch, mm->pd), "matmul scratchpad");
     CHECK(pd_dnnl.dnnl_memory_create(&mm->src, &src_md, pd_dnnl.engine, DNNL_MEMORY_NONE), "memory");
     CHECK(pd_dnnl.dnnl_memory_create(&mm->wei, &wei_md, pd_dnnl.engine, DNNL_MEMORY_NONE), "memory");
     CHECK(pd_dnnl.dnnl_memory_create(&mm->dst, &dst_md, pd_dnnl.engine, DNNL_MEMORY_NONE), "memory");
@@ -48,6 +50,7 @@ fail:
 
 void pd_dnnl_matmul_destroy(pd_dnnl_matmul *mm) {
     if (!mm) return;
+    pd_scratch_destroy(&mm->scratch);
     if (mm->src) pd_dnnl.dnnl_memory_destroy(mm->src);
     if (mm->wei) pd_dnnl.dnnl_memory_destroy(mm->wei);
     if (mm->dst) pd_dnnl.dnnl_memory_destroy(mm->dst);
@@ -67,7 +70,7 @@ int pd_dnnl_matmul_run(pd_dnnl_matmul *mm, const float *a, const float *b, float
         pd_dnnl.dnnl_memory_set_data_handle(mm->wei, (void *)b) != dnnl_success ||
         pd_dnnl.dnnl_memory_set_data_handle(mm->dst, c) != dnnl_success) return -1;
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, mm->src}, {DNNL_ARG_WEIGHTS, mm->wei}, {DNNL_ARG_DST, mm->dst}};
-    if (pd_dnnl.dnnl_primitive_execute(mm->prim, pd_dnnl.stream, 3, args) != dnnl_success) return -1;
+    if (pd_execute(mm->prim, &mm->scratch, 3, args) != dnnl_success) return -1;
     return pd_dnnl.dnnl_stream_wait(pd_dnnl.stream) == dnnl_success ? 0 : -1;
 }
 #else

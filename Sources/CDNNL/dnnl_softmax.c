@@ -10,6 +10,7 @@ struct pd_dnnl_softmax {
     dnnl_primitive_desc_t pd;
     dnnl_primitive_t prim;
     dnnl_memory_t data;
+    pd_scratch scratch;
 };
 
 pd_dnnl_softmax *pd_dnnl_softmax_create(long rows, long cols, char *err, size_t errlen) {
@@ -22,8 +23,9 @@ pd_dnnl_softmax *pd_dnnl_softmax_create(long rows, long cols, char *err, size_t 
     dnnl_softmax_desc_t d;
     CHECK(pd_dnnl.dnnl_memory_desc_init_by_tag(&md, 2, dims, dnnl_f32, dnnl_ab), "md");
     CHECK(pd_dnnl.dnnl_softmax_forward_desc_init(&d, dnnl_forward_inference, &md, 1), "softmax desc");
-    CHECK(pd_dnnl.dnnl_primitive_desc_create(&s->pd, &d, NULL, pd_dnnl.engine, NULL), "softmax primitive descriptor");
+    CHECK(pd_desc_create(&s->pd, &d, NULL, NULL), "softmax primitive descriptor");
     CHECK(pd_dnnl.dnnl_primitive_create(&s->prim, s->pd), "softmax primitive");
+    CHECK(pd_scratch_init(&s->scratch, s->pd), "softmax scratchpad");
     CHECK(pd_dnnl.dnnl_memory_create(&s->data, &md, pd_dnnl.engine, DNNL_MEMORY_NONE), "memory");
     return s;
 fail:
@@ -33,6 +35,7 @@ fail:
 
 void pd_dnnl_softmax_destroy(pd_dnnl_softmax *s) {
     if (!s) return;
+    pd_scratch_destroy(&s->scratch);
     if (s->data) pd_dnnl.dnnl_memory_destroy(s->data);
     if (s->prim) pd_dnnl.dnnl_primitive_destroy(s->prim);
     if (s->pd) pd_dnnl.dnnl_primitive_desc_destroy(s->pd);
@@ -42,7 +45,7 @@ void pd_dnnl_softmax_destroy(pd_dnnl_softmax *s) {
 int pd_dnnl_softmax_forward(pd_dnnl_softmax *s, float *m) {
     if (pd_dnnl.dnnl_memory_set_data_handle(s->data, m) != dnnl_success) return -1;
     dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, s->data}, {DNNL_ARG_DST, s->data}};
-    if (pd_dnnl.dnnl_primitive_execute(s->prim, pd_dnnl.stream, 2, args) != dnnl_success) return -1;
+    if (pd_execute(s->prim, &s->scratch, 2, args) != dnnl_success) return -1;
     return pd_dnnl.dnnl_stream_wait(pd_dnnl.stream) == dnnl_success ? 0 : -1;
 }
 #else

@@ -79,6 +79,19 @@ struct BackendOneDNNTests {
         #expect(failures.isEmpty, "\(failures)")
     }
 
+    /// A backend's primitives are cached and used by whichever thread runs the next stage, so one
+    /// made on one thread must run on another with the same bytes. (oneDNN's default scratchpad
+    /// lives in the creating thread's storage: Winograd convolutions run elsewhere crashed.)
+    @Test func primitivesRunOnAnotherThreadThanTheirCreator() async throws {
+        let dnnl = try OneDNNBackend()
+        let p = Conv2dShape(batch: 4, inChannels: 32, outChannels: 32, height: 16, width: 16, kernel: 3, padding: 1)
+        let here = ConvResults(dnnl, p, bias: true, seed: 41)
+        let there = await withCheckedContinuation { continuation in
+            Thread { continuation.resume(returning: ConvResults(dnnl, p, bias: true, seed: 41)) }.start()
+        }
+        #expect(here.all == there.all)
+    }
+
     /// Same configuration, same bytes: twice on one backend and once on a fresh one (new primitives).
     @Test func bitReproducibleForAThreadCount() throws {
         let p = Conv2dShape(batch: 8, inChannels: 32, outChannels: 32, height: 16, width: 16, kernel: 3, padding: 1)
