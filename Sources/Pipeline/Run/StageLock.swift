@@ -16,11 +16,21 @@ final class StageLock {
         fd = open(url.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw StoreError("cannot open lock file \(url.path): \(String(cString: strerror(errno)))") }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            onWait(Self.holder(fd: fd) ?? "another process")
-            while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            // A holder writes its line just after taking the lock, so the file can still be empty
+            // for a moment: wait for the line (up to a second) before naming an anonymous holder.
+            let waitStart = Date()
+            var announced = false
+            repeat {
+                if !announced {
+                    if let holder = Self.holder(fd: fd) {
+                        onWait(holder); announced = true
+                    } else if Date().timeIntervalSince(waitStart) > 1 {
+                        onWait("another process"); announced = true
+                    }
+                }
                 if isCancelled() { close(fd); return nil }
-                usleep(50_000)
-            }
+                usleep(announced ? 50_000 : 5_000)
+            } while flock(fd, LOCK_EX | LOCK_NB) != 0
         }
         if let stale = Self.holder(fd: fd) { onTakeover(stale) }
         let info = "pid \(getpid()) on \(Runner.hostName): "
