@@ -7,13 +7,10 @@ import Testing
     /// A holder takes the flock first and writes its line a moment later. A waiter arriving in
     /// between must name the holder once its line appears, not an anonymous "another process".
     @Test func aWaiterNamesAHolderThatWritesItsLineLate() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("stagelock-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let url = dir.appendingPathComponent("k.lock")
-        let holderFD = open(url.path, O_RDWR | O_CREAT, 0o644)
-        #expect(holderFD >= 0)
-        #expect(flock(holderFD, LOCK_EX | LOCK_NB) == 0)  // locked, file still empty
+        let f = try Fixture()
+        defer { withExtendedLifetime(f) {} }  // its deinit removes the directory
+        let url = f.url("k.lock")
+        let holderFD = try Self.takeLockSilently(url)
 
         let line = "pid 4242 on testhost: pdpipe run pipelines/x.yaml"
         let holder = Thread {
@@ -37,12 +34,10 @@ import Testing
 
     /// A holder that never writes its line is still reported, after a bounded wait.
     @Test func aSilentHolderIsReportedAsAnotherProcess() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("stagelock-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let url = dir.appendingPathComponent("k.lock")
-        let holderFD = open(url.path, O_RDWR | O_CREAT, 0o644)
-        #expect(flock(holderFD, LOCK_EX | LOCK_NB) == 0)
+        let f = try Fixture()
+        defer { withExtendedLifetime(f) {} }  // its deinit removes the directory
+        let url = f.url("k.lock")
+        let holderFD = try Self.takeLockSilently(url)
         let holder = Thread {
             usleep(1_600_000)
             flock(holderFD, LOCK_UN)
@@ -53,5 +48,13 @@ import Testing
         let lock = try StageLock(url: url, onWait: { messages.append($0) }, isCancelled: { false })
         #expect(messages == ["another process"])
         lock?.release()
+    }
+
+    /// Takes the flock as a holder would, without writing a holder line (the file stays empty).
+    private static func takeLockSilently(_ url: URL) throws -> Int32 {
+        let fd = open(url.path, O_RDWR | O_CREAT, 0o644)
+        try #require(fd >= 0)
+        try #require(flock(fd, LOCK_EX | LOCK_NB) == 0)
+        return fd
     }
 }
